@@ -1,0 +1,1 @@
+"""gridbot: actors."""

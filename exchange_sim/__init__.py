@@ -1,0 +1,1 @@
+"""gridbot: exchange_sim."""
