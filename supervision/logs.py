@@ -1,0 +1,205 @@
+"""Logging: loguru, one flat JSON object per line in ``<log_dir>/gridbot.jsonl``.
+
+Every record has ``ts`` (UTC ISO-8601), ``level``, ``event`` (ORDER_PLACED, TRADE_CLOSED,
+STATUS, RISK_BLOCKED, …), ``symbol``, ``msg``, ``pid`` and the caller's context fields.
+Human-readable lines go to stderr.
+
+Only one process ever writes and rotates ``gridbot.jsonl``. In the multi-process bot, actor
+processes call ``configure_actor_logging()``: their loguru records are handed, already rendered
+as JSON, to the stdlib logger that thespian forwards to its single logging process, where
+``JsonLineHandler`` (installed by ``thespian_log_defs``) writes them with rotation. (Several
+processes rotating one file, or a loguru ``enqueue`` sink owned by an exited process, corrupt
+or hang — see library-notes.)
+
+Secrets never reach a sink: values of ``BINANCE_API_KEY``/``BINANCE_API_SECRET`` (and anything
+passed to ``register_secret``) are replaced by ``***`` in messages and context, and context keys
+that look like credentials are masked whatever their value.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import os
+import re
+import sys
+import threading
+from decimal import Decimal
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from loguru import logger
+
+SECRET_ENV_VARS = ("BINANCE_API_KEY", "BINANCE_API_SECRET")
+_SECRET_KEY_RE = re.compile(r"(secret|api_?key|signature|password|passphrase|token)", re.I)
+_MASK = "***"
+_secrets: set[str] = set()
+_lock = threading.Lock()
+JSON_FILE = "gridbot.jsonl"
+FORWARD_LOGGER = "gridbot.forward"
+
+
+def register_secret(value: str | None) -> None:
+    """Never log ``value`` (ignored when empty or too short to be a credential)."""
+    if value and len(value) >= 6:
+        with _lock:
+            _secrets.add(value)
+
+
+def _load_env_secrets() -> None:
+    for name in SECRET_ENV_VARS:
+        register_secret(os.environ.get(name))
+
+
+def redact(text: str) -> str:
+    """Replace every registered secret inside ``text``."""
+    for s in _secrets:
+        if s in text:
+            text = text.replace(s, _MASK)
+    return text
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, dict):
+        return {str(k): (_MASK if _SECRET_KEY_RE.search(str(k)) else _jsonable(v))
+                for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "__struct_fields__"):
+        return _jsonable({f: getattr(value, f) for f in value.__struct_fields__})
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+def _render(record: dict[str, Any]) -> str:
+    extra = dict(record["extra"])
+    extra.pop("_json", None)
+    ts = record["time"].astimezone(_dt.timezone.utc)
+    out: dict[str, Any] = {
+        "ts": ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z",
+        "level": record["level"].name,
+        "event": extra.pop("event", "LOG"),
+        "symbol": extra.pop("symbol", ""),
+        "msg": record["message"],
+        "pid": record["process"].id,
+    }
+    if record["exception"] is not None:
+        out["exception"] = "".join(
+            __import__("traceback").format_exception(*record["exception"]))
+    for k, v in extra.items():
+        out[k] = _MASK if _SECRET_KEY_RE.search(k) else _jsonable(v)
+    return redact(json.dumps(out, default=str, separators=(",", ":")))
+
+
+def _patch(record: dict[str, Any]) -> None:
+    record["message"] = redact(record["message"])
+    record["extra"]["_json"] = _render(record)
+
+
+def _json_format(record: dict[str, Any]) -> str:
+    return "{extra[_json]}\n"
+
+
+def _human_format(record: dict[str, Any]) -> str:
+    ev = record["extra"].get("event", "")
+    sym = record["extra"].get("symbol", "")
+    head = "<green>{time:YYYY-MM-DD HH:mm:ss.SSS}</green> <level>{level: <7}</level>"
+    tail = (f" {ev}" if ev else "") + (f" {sym}" if sym else "")
+    return head + tail.replace("{", "{{").replace("}", "}}") + " {message}\n{exception}"
+
+
+def configure_logging(
+    log_dir: str | Path | None,
+    *,
+    level: str = "INFO",
+    stderr: bool = True,
+    stderr_level: str = "INFO",
+    rotation: str | int = "100 MB",
+    retention: int = 10,
+    json_file: str = JSON_FILE,
+) -> Path | None:
+    """Configure loguru for this process (removes previous sinks). Returns the JSON log path."""
+    _load_env_secrets()
+    logger.remove()
+    logger.configure(patcher=_patch)
+    if stderr:
+        logger.add(sys.stderr, level=stderr_level, format=_human_format, colorize=None)
+    path = None
+    if log_dir is not None:
+        path = Path(log_dir) / json_file
+        path.parent.mkdir(parents=True, exist_ok=True)
+        logger.add(path, level=level, format=_json_format, rotation=rotation,
+                   retention=retention, encoding="utf-8", enqueue=False)
+    return path
+
+
+def log_event(event: str, msg: str = "", *, level: str = "INFO", **context: Any) -> None:
+    """Log one structured event (``event`` plus full context fields)."""
+    logger.bind(event=event, **context).log(level, msg or event)
+
+
+# -- multi-process: actor processes forward rendered lines to thespian's logging process ------
+class _ForwardSink:
+    """Loguru sink in an actor process: hands the rendered JSON line to stdlib logging."""
+
+    def __init__(self) -> None:
+        self._log = logging.getLogger(FORWARD_LOGGER)
+
+    def write(self, message: Any) -> None:
+        rec = message.record
+        self._log.log(max(logging.INFO, rec["level"].no), rec["extra"]["_json"])
+
+
+def configure_actor_logging(level: str = "INFO") -> None:
+    """In an actor process: loguru records go to thespian's logging process (one writer)."""
+    _load_env_secrets()
+    logger.remove()
+    logger.configure(patcher=_patch)
+    logger.add(_ForwardSink(), level=level, format="{message}")
+
+
+class JsonLineHandler(logging.Handler):
+    """stdlib handler of thespian's logging process: writes forwarded JSON lines (rotation by
+    loguru in this single process). Records not from gridbot are wrapped as JSON too."""
+
+    def __init__(self, log_dir: str, rotation: str = "100 MB", retention: int = 10) -> None:
+        super().__init__()
+        path = Path(log_dir) / JSON_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        logger.remove()
+        self._sink_id = logger.add(path, format="{message}", rotation=rotation,
+                                   retention=retention, encoding="utf-8", enqueue=False)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = record.getMessage()
+            if record.name != FORWARD_LOGGER or not line.startswith("{"):
+                line = json.dumps({
+                    "ts": _dt.datetime.fromtimestamp(record.created, _dt.timezone.utc)
+                    .strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
+                    "level": record.levelname, "event": "LOG", "symbol": "",
+                    "msg": redact(line), "pid": record.process, "logger": record.name})
+            logger.opt(raw=True).info(redact(line) + "\n")
+        except Exception:  # pragma: no cover - logging must never raise into the actor system
+            self.handleError(record)
+
+
+def thespian_log_defs(log_dir: str | Path) -> dict[str, Any]:
+    """``logDefs`` for ``ActorSystem``: forwarded records at INFO+ go to ``JsonLineHandler``."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "handlers": {
+            "jsonl": {"()": JsonLineHandler, "log_dir": str(log_dir), "level": "INFO"},
+        },
+        "root": {"handlers": ["jsonl"], "level": "INFO"},
+    }

@@ -1,0 +1,60 @@
+"""JSON logs: one flat object per line with event/ts/symbol; secrets never reach the file."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from loguru import logger
+
+from supervision import logs
+
+
+@pytest.fixture()
+def log_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("BINANCE_API_KEY", "AKIAlivekey1234567890")
+    monkeypatch.setenv("BINANCE_API_SECRET", "s3cr3t-very-secret-value-xyz")
+    path = logs.configure_logging(tmp_path, stderr=False)
+    yield path
+    logger.remove()
+
+
+def _lines(path: Path) -> list[dict]:
+    logger.complete()
+    return [json.loads(x) for x in path.read_text().splitlines()]
+
+
+def test_flat_json_with_event_and_context(log_path: Path) -> None:
+    logs.log_event("ORDER_PLACED", "placed", symbol="BTCUSDT", client_order_id="gb1",
+                   price=Decimal("100.10"), strategy_context={"L": 0.5, "reason": "grid"})
+    (rec,) = _lines(log_path)
+    assert rec["event"] == "ORDER_PLACED"
+    assert rec["symbol"] == "BTCUSDT"
+    assert rec["price"] == "100.10"
+    assert rec["strategy_context"] == {"L": 0.5, "reason": "grid"}
+    assert rec["ts"].endswith("Z") and "T" in rec["ts"]
+    assert rec["msg"] == "placed"
+
+
+def test_secrets_never_logged(log_path: Path) -> None:
+    key, secret = "AKIAlivekey1234567890", "s3cr3t-very-secret-value-xyz"
+    logs.log_event("STATUS", f"connecting with {key} and {secret}", symbol="ETHUSDT",
+                   headers={"X-MBX-APIKEY": key}, api_secret=secret, url=f"x?signature={secret}",
+                   nested=[{"secret": "whatever"}])
+    logger.bind(event="LOG").info("raw {}", secret)
+    try:
+        raise RuntimeError(f"failed with {secret}")
+    except RuntimeError:
+        logger.bind(event="ERROR").exception("boom")
+    text = log_path.read_text()
+    assert key not in text and secret not in text
+    assert "***" in text
+    assert all(json.loads(line) for line in text.splitlines())
+
+
+def test_register_secret_masks_other_values(log_path: Path) -> None:
+    logs.register_secret("another-credential-42")
+    logs.log_event("LOG", "value another-credential-42 here")
+    assert "another-credential-42" not in log_path.read_text()
