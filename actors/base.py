@@ -1,0 +1,179 @@
+"""Base class of every supervised gridbot actor: start, restore, snapshot, heartbeat, stop.
+
+Lifecycle (driven by the parent supervisor):
+
+1. ``StartActor`` → open the state store, ``restore()`` from the last snapshot (None on a first
+   start), ``on_start()``; reply ``ActorReady`` (readiness handshake: a tree reports ready only
+   when every child answered).
+2. ``Wire`` → peer addresses by role (``self.peers``); ``on_wired()``.
+3. ``Heartbeat`` → ``HeartbeatAck`` (a supervisor restarts a child that stops answering).
+4. ``ActorExitRequest`` → ``persist()`` and ``on_stop()``.
+
+Subclasses implement ``snapshot() -> bytes`` / ``restore(blob)`` and call ``persist(outbox)``
+after every state change that matters, *before* acting on it (persist before you act).
+
+thespian delivers a message once more after an exception in ``receiveMessage``; handlers must
+be idempotent (the OMS keys everything by client order id, fills by trade id).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import time
+from pathlib import Path
+from typing import Any, ClassVar
+
+from thespian.actors import ActorAddress, ActorExitRequest, ActorTypeDispatcher
+
+from models.config import Config, config_from_json
+from models.messages import (
+    ActorReady,
+    Heartbeat,
+    HeartbeatAck,
+    Message,
+    StartActor,
+    StatusReported,
+    StatusRequested,
+    Wire,
+)
+from supervision.store import StateStore
+
+SNAPSHOT_VERSION = 1
+
+
+def pack_address(addr: ActorAddress) -> bytes:
+    """An ``ActorAddress`` as opaque bytes for a ``Wire`` message."""
+    return pickle.dumps(addr)
+
+
+def unpack_address(data: bytes) -> ActorAddress:
+    """Inverse of ``pack_address`` (only ever applied to bytes from our own supervisor)."""
+    return pickle.loads(data)  # noqa: S301 - bytes come from our own supervisor
+
+
+class GridActor(ActorTypeDispatcher):
+    """Common behaviour of gateway, order, risk, strategy and portfolio actors."""
+
+    role: ClassVar[str] = "actor"
+    #: ``simpleSystemBase`` backtests set this False: no per-process logging set-up.
+    multiprocess: ClassVar[bool] = True
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.actor_name = self.role
+        self.symbol = ""
+        self.config: Config | None = None
+        self.store: StateStore | None = None
+        self.peers: dict[str, ActorAddress] = {}
+        self.parent: ActorAddress | None = None
+        self.restart_count = 0
+        self.restore_ms = 0.0
+        self.last_snapshot_at = 0.0
+
+    # -- lifecycle messages -------------------------------------------------------------------
+    def receiveMsg_StartActor(self, msg: StartActor, sender: ActorAddress) -> None:
+        """Open the store, restore from the snapshot, start, then answer ``ActorReady``."""
+        if self.config is not None:  # re-delivery or duplicate: just re-confirm readiness
+            self.send(sender, ActorReady(symbol=self.symbol, actor_name=self.actor_name,
+                                         restore_ms=self.restore_ms, pid=os.getpid()))
+            return
+        t0 = time.perf_counter()
+        self.parent = sender
+        self.actor_name = msg.actor_name
+        self.symbol = msg.symbol
+        self.restart_count = msg.restart_count
+        self.config = config_from_json(msg.config_json)
+        if self.multiprocess:
+            from supervision.logs import configure_actor_logging
+
+            configure_actor_logging(self.config.logging.level)
+        self.store = self.open_store(Path(msg.state_dir))
+        snap = self.store.load_snapshot(self.actor_name)
+        self.restore(snap[1] if snap else None)
+        self.on_start()
+        self.restore_ms = (time.perf_counter() - t0) * 1000.0
+        self.send(sender, ActorReady(symbol=self.symbol, actor_name=self.actor_name,
+                                     restore_ms=self.restore_ms, pid=os.getpid()))
+
+    def receiveMsg_Wire(self, msg: Wire, sender: ActorAddress) -> None:
+        """Learn peer addresses by role."""
+        self.peers.update({role: unpack_address(b) for role, b in msg.peers.items()})
+        self.on_wired()
+
+    def receiveMsg_Heartbeat(self, msg: Heartbeat, sender: ActorAddress) -> None:
+        """Liveness probe from the supervisor."""
+        age = time.time() - self.last_snapshot_at if self.last_snapshot_at else -1.0
+        self.send(sender, HeartbeatAck(symbol=self.symbol, seq=msg.seq,
+                                       actor_name=self.actor_name, pid=os.getpid(),
+                                       snapshot_age_s=age))
+
+    def receiveMsg_StatusRequested(self, msg: StatusRequested, sender: ActorAddress) -> None:
+        """Reply with ``status()`` as plain data."""
+        self.send(sender, StatusReported(symbol=self.symbol, actor_name=self.actor_name,
+                                         data=self.status()))
+
+    def receiveMsg_ActorExitRequest(self, msg: ActorExitRequest, sender: ActorAddress) -> None:
+        """Orderly stop: flush state."""
+        try:
+            if self.store is not None:
+                self.persist()
+                self.on_stop()
+                self.store.close()
+                self.store = None
+        finally:
+            if self.multiprocess:
+                from loguru import logger
+
+                logger.complete()
+
+    def receiveUnrecognizedMessage(self, msg: Any, sender: ActorAddress) -> None:
+        """Ignore thespian system messages we do not handle; log anything else."""
+        if isinstance(msg, Message):
+            from loguru import logger
+
+            logger.bind(event="UNHANDLED_MESSAGE", symbol=self.symbol).warning(
+                "{} has no handler for {}", self.actor_name, type(msg).__name__)
+
+    # -- persistence ----------------------------------------------------------------------------
+    def open_store(self, state_dir: Path) -> StateStore:
+        """One store file per symbol tree (``portfolio.db`` for the portfolio)."""
+        name = self.symbol or "portfolio"
+        return StateStore(state_dir / f"{name}.db")
+
+    def persist(self, outbox: tuple[tuple[str, str, bytes], ...] = ()) -> list[int]:
+        """Write this actor's snapshot and ``outbox`` entries in one transaction."""
+        assert self.store is not None, "persist() before StartActor"
+        ids = self.store.save_snapshot(self.actor_name, SNAPSHOT_VERSION, self.snapshot(), outbox)
+        self.last_snapshot_at = time.time()
+        return ids
+
+    # -- hooks for subclasses -------------------------------------------------------------------
+    def snapshot(self) -> bytes:
+        """The actor's full state as msgpack bytes."""
+        return b""
+
+    def restore(self, blob: bytes | None) -> None:
+        """Rebuild state from ``snapshot()`` bytes (None: first start)."""
+
+    def on_start(self) -> None:
+        """After restore, before ``ActorReady``."""
+
+    def on_wired(self) -> None:
+        """After peers are known."""
+
+    def on_stop(self) -> None:
+        """During orderly shutdown, after the final snapshot."""
+
+    def status(self) -> dict[str, Any]:
+        """Status fields for ``run.py status``."""
+        return {"restarts": self.restart_count}
+
+    # -- helpers ----------------------------------------------------------------------------------
+    def tell_peer(self, role: str, msg: Message) -> bool:
+        """Send to a peer by role; False if that peer is unknown (not wired yet)."""
+        addr = self.peers.get(role)
+        if addr is None:
+            return False
+        self.send(addr, msg)
+        return True
