@@ -356,7 +356,7 @@ def _normalise_times(t: np.ndarray) -> np.ndarray:
     mx = float(np.max(t))
     if mx >= 1e14:  # microseconds (Binance spot archives from 2025 on)
         return (t // 1000).astype(np.int64)
-    if mx < 1e11:  # seconds
+    if 1e8 <= mx < 1e11:  # seconds (1973..5138); smaller values are taken as ms as they are
         return (t * 1000).astype(np.int64)
     return t.astype(np.int64)
 
