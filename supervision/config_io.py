@@ -1,0 +1,61 @@
+"""Reading the config file and credentials from the environment (the I/O side of ``models.config``)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from models.config import Config, ConfigError, parse_config
+from models.enums import Venue
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = REPO_ROOT / "conf" / "default.json"
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    """Load and validate a config file; raise ``ConfigError`` listing every problem."""
+    p = Path(path) if path is not None else DEFAULT_CONFIG
+    try:
+        data = p.read_bytes()
+    except OSError as e:
+        raise ConfigError([f"$: cannot read {p}: {e.strerror or e}"], str(p)) from e
+    cfg, errors = parse_config(data)
+    if errors:
+        raise ConfigError(errors, str(p))
+    assert cfg is not None
+    return cfg
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """API credentials; ``repr`` never shows the secret."""
+
+    api_key: str
+    api_secret: str
+
+    def __repr__(self) -> str:
+        return f"Credentials(api_key={self.api_key[:4]}…, api_secret=***)"
+
+    __str__ = __repr__
+
+
+class MissingCredentials(RuntimeError):
+    """Testnet/live need ``BINANCE_API_KEY`` and ``BINANCE_API_SECRET`` in the environment."""
+
+
+def load_credentials(venue: Venue, environ: dict[str, str] | None = None) -> Credentials | None:
+    """Credentials for ``venue`` from the environment only (None for the embedded exchange)."""
+    if venue is Venue.SIM:
+        return None
+    env = os.environ if environ is None else environ
+    key, secret = env.get("BINANCE_API_KEY", ""), env.get("BINANCE_API_SECRET", "")
+    if not key or not secret:
+        raise MissingCredentials(
+            f"venue {venue.value!r} needs BINANCE_API_KEY and BINANCE_API_SECRET in the "
+            "environment (keys are never read from files)")
+    from supervision.logs import register_secret
+
+    register_secret(key)
+    register_secret(secret)
+    return Credentials(key, secret)
