@@ -22,6 +22,7 @@ from typing import Any, Union
 import msgspec
 
 from models.enums import Market, OrderType, Side, TimeInForce, TradingState
+from models.filters import SymbolFilters
 
 _counter = itertools.count(1)
 _prefix = f"{os.getpid():x}"
@@ -401,6 +402,48 @@ class PositionUpdated(Message, frozen=True, kw_only=True):
     unrealized_pnl: Decimal = Decimal(0)
 
 
+class SymbolFiltersLoaded(Message, frozen=True, kw_only=True):
+    """Exchange filters of the symbol (from exchangeInfo), needed before any order."""
+
+    filters: SymbolFilters
+    market: Market = Market.FUTURES
+
+
+class RequestHistory(Message, frozen=True, kw_only=True):
+    """Strategy asks the gateway for closed klines to warm up (REST)."""
+
+    interval: str
+    start_ms: int = 0
+    limit: int = 1000
+
+
+class HistoryLoaded(Message, frozen=True, kw_only=True):
+    """Closed klines answering a ``RequestHistory`` (oldest first)."""
+
+    interval: str
+    klines: list[KlineRow] = []
+    complete: bool = True
+
+
+class KlineRow(msgspec.Struct, frozen=True, array_like=True):
+    """One closed kline in a ``HistoryLoaded`` (compact array form)."""
+
+    open_time_ms: int
+    close_time_ms: int
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+
+
+class AccountReported(Message, frozen=True, kw_only=True):
+    """Account-level money of the venue (wallet balance in the quote asset), for equity."""
+
+    wallet_balance: Decimal
+    asset: str = "USDT"
+
+
 class StreamDisconnected(Message, frozen=True, kw_only=True):
     """A WebSocket stream dropped or went silent."""
 
@@ -641,7 +684,8 @@ AnyMessage = Union[  # noqa: UP007 - msgspec needs a runtime Union of the tagged
     OrderStatusReported, OrderPlaced, OrderEnded, OpenOrdersReported, ExchangeSnapshotReceived,
     ReconciliationCompleted,
     KlineClosed, BookUpdated, MarkPriceUpdated, FundingRateUpdated, FundingPaid, BalanceUpdated,
-    PositionUpdated, StreamDisconnected, Reconnected, TimeSynced, RateLimited, VenueBanned,
+    PositionUpdated, SymbolFiltersLoaded, RequestHistory, HistoryLoaded, AccountReported,
+    StreamDisconnected, Reconnected, TimeSynced, RateLimited, VenueBanned,
     ReserveExposure, ReleaseExposure, ExposureReserved, ExposureDenied, PositionReported,
     EquityUpdated, DrawdownLevelChanged, TradingStateChanged, HaltTrading, ResumeTrading,
     TradeClosed, StrategyValuesComputed,
