@@ -27,6 +27,14 @@ INTERVALS_MS: dict[str, int] = {
 }
 
 
+_Q8 = Decimal("0.00000001")
+
+
+def num(d: Decimal) -> str:
+    """Plain decimal string (at most 8 places, no exponent, no trailing zeros)."""
+    return format(d.quantize(_Q8).normalize(), "f")
+
+
 def to_dec(x: float, quantum: Decimal | None = None) -> Decimal:
     """Exact decimal of a data float (shortest repr), optionally on ``quantum``'s grid."""
     d = Decimal(repr(float(x)))
@@ -207,11 +215,11 @@ class Feed:
             lo_ = min(lo_, self.open[closed_to])
             c = self.open[closed_to]
         cp = self.price(c)
-        vol = to_dec(v)
-        quote = (vol * cp).quantize(Decimal("0.00000001"))
+        vol = to_dec(v).quantize(_Q8)
+        quote = (vol * cp).quantize(_Q8)
         n = int(b - a) * 100 if v > 0 else 0
-        return [g, str(self.price(o)), str(self.price(h)), str(self.price(lo_)), str(cp), str(vol),
-                g + interval_ms - 1, str(quote), n, str(vol / 2), str(quote / 2), "0"]
+        return [g, str(self.price(o)), str(self.price(h)), str(self.price(lo_)), str(cp),
+                num(vol), g + interval_ms - 1, num(quote), n, num(vol / 2), num(quote / 2), "0"]
 
 
 @dataclass(order=True)

@@ -1,0 +1,134 @@
+"""``python run.py sim ...`` / ``python -m exchange_sim.cli ...``: run the sim standalone.
+
+Prints exactly one JSON line with the URLs on stdout (human logs go to stderr), optionally
+writes it to ``--urls-file`` atomically, and stops cleanly on Ctrl-C / SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+
+import msgspec
+from loguru import logger
+
+from exchange_sim.config import SimConfig
+
+
+def _speed(s: str) -> float | str:
+    if s == "max":
+        return "max"
+    v = float(s)
+    if v < 0:
+        raise argparse.ArgumentTypeError("speed must be >= 0 or 'max'")
+    return v
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the sim options to ``parser``."""
+    g = parser.add_mutually_exclusive_group()
+    g.add_argument("--data", type=Path, default=None,
+                   help="kline data directory (layout of shared/data) or one kline CSV(.gz)")
+    g.add_argument("--scenario", default=None,
+                   help="replay a synthetic scenario instead (gbm, pump5, crash12, chop, ...)")
+    parser.add_argument("--symbols", nargs="+", default=None, help="e.g. BTCUSDT ETHUSDT")
+    parser.add_argument("--speed", type=_speed, default=None,
+                        help="sim seconds per wall second; 0 = paused; 'max' (default 1)")
+    parser.add_argument("--port", type=int, default=None, help="TCP port (0 = any free one)")
+    parser.add_argument("--host", default=None, help="bind address (default 127.0.0.1)")
+    parser.add_argument("--urls-file", type=Path, default=None,
+                        help="also write the URLs JSON to this file (atomically)")
+    parser.add_argument("--state", type=Path, default=None,
+                        help="persist accounts/orders/clock here and restore from it")
+    parser.add_argument("--start", default=None, help="sim start (ISO date/time or epoch ms)")
+    parser.add_argument("--market", choices=("spot", "futures", "both"), default=None)
+    parser.add_argument("--interval", default=None, help="replay bar interval (default 5m)")
+    parser.add_argument("--seed", type=int, default=None, help="synthetic data seed")
+    parser.add_argument("--sim-config", type=Path, default=None,
+                        help="JSON file with SimConfig fields (command-line options win)")
+
+
+def config_from_args(args: argparse.Namespace) -> SimConfig:
+    """Build a ``SimConfig`` from the parsed options (and ``--sim-config``)."""
+    base: dict = {}
+    if getattr(args, "sim_config", None):
+        base = msgspec.json.decode(Path(args.sim_config).read_bytes())
+    data = getattr(args, "data", None)
+    if data is not None:
+        if Path(data).is_file():
+            base["data_file"] = str(data)
+        else:
+            base["data_dir"] = str(data)
+    over = {
+        "scenario": getattr(args, "scenario", None), "speed": getattr(args, "speed", None),
+        "port": getattr(args, "port", None), "host": getattr(args, "host", None),
+        "start": getattr(args, "start", None), "market": getattr(args, "market", None),
+        "interval": getattr(args, "interval", None), "seed": getattr(args, "seed", None),
+        "state_file": str(args.state) if getattr(args, "state", None) else None,
+        "symbols": list(args.symbols) if getattr(args, "symbols", None) else None,
+    }
+    base.update({k: v for k, v in over.items() if v is not None})
+    return msgspec.convert(base, SimConfig, strict=False)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file and rename."""
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+async def _serve(cfg: SimConfig, urls_file: Path | None) -> int:
+    from exchange_sim.server import SimServer
+
+    srv = SimServer(cfg)
+    urls = await srv.start()
+    line = urls.to_json()
+    if urls_file is not None:
+        write_atomic(urls_file, line + "\n")
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):
+            pass
+    await stop.wait()
+    logger.info("sim stopping")
+    await srv.close()
+    return 0
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    """Entry point for ``python run.py sim``; returns the exit code."""
+    logger.remove()
+    logger.add(sys.stderr, level="INFO")
+    try:
+        cfg = config_from_args(args)
+    except (msgspec.ValidationError, ValueError, OSError) as e:
+        print(f"sim: bad configuration: {e}", file=sys.stderr)
+        return 2
+    try:
+        return asyncio.run(_serve(cfg, getattr(args, "urls_file", None)))
+    except (ValueError, OSError) as e:
+        print(f"sim: cannot start: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m exchange_sim.cli``."""
+    p = argparse.ArgumentParser(prog="exchange_sim", description=__doc__)
+    add_arguments(p)
+    return run_from_args(p.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
