@@ -208,6 +208,15 @@ class Bars:
             self.low.tolist(), self.close.tolist(), self.volume.tolist(), strict=True,
         )
 
+    def iter_klines(self) -> Iterator[tuple[int, int, float, float, float, float, float]]:
+        """``(open_time_ms, close_time_ms, open, high, low, close, volume)`` per bar: the
+        argument order of the matching engine's ``on_bar`` after the symbol."""
+        return zip(
+            self.open_time.tolist(), (self.open_time + (self.interval_ms - 1)).tolist(),
+            self.open.tolist(), self.high.tolist(), self.low.tolist(), self.close.tolist(),
+            self.volume.tolist(), strict=True,
+        )
+
     def gaps(self) -> list[Gap]:
         """Runs of missing bars between the first and the last bar."""
         if len(self) < 2:
@@ -554,11 +563,11 @@ def load_klines(
     """Bars of ``symbol`` on ``market`` with open time in ``[start_ms, end_ms)``.
 
     Reads every file of that interval under ``<data_dir>/klines/<market>/<SYMBOL>/`` (merged,
-    de-duplicated, sorted). If that interval has no file but finer ones that divide it do, the
-    finest one covering the requested range is resampled (without a range: the one spanning the
-    most time). Raises ``DataError`` when there is no data, when the range is not inside one
-    covered span (the message lists the coverage), or when ``allow_gaps`` is False and the
-    result has missing bars (the message lists them)."""
+    de-duplicated, sorted). If that interval has no file, or its files do not cover the range,
+    the finest interval that divides it and covers the range is resampled (without a range: the
+    finer one spanning the most time). Raises ``DataError`` when there is no data, when no
+    candidate's files cover the range in one span (the message lists the coverage), or when
+    ``allow_gaps`` is False and the result has missing bars (the message lists them)."""
     symbol = symbol.upper()
     mk = _market(market)
     target_ms = _interval_ms(interval)
@@ -578,33 +587,39 @@ def load_klines(
                 return True
         return False
 
-    if interval in by_iv:
-        src_iv = interval
-        bars, segs = _load_interval(d, mk, symbol, interval, by_iv[interval])
-    else:
-        finer = sorted(
-            (iv for iv in by_iv if INTERVAL_MS[iv] < target_ms and target_ms % INTERVAL_MS[iv] == 0),
-            key=INTERVAL_MS.__getitem__,
-        )
-        if not finer:
-            raise DataError(
-                f"{what}: no file of this interval or of a finer one that divides it "
-                f"(available: {', '.join(sorted(by_iv, key=INTERVAL_MS.__getitem__))})"
-            )
-        loaded = {iv: _load_interval(d, mk, symbol, iv, by_iv[iv]) for iv in finer}
-        if start_ms is None and end_ms is None:
-            src_iv = max(finer, key=lambda iv: (sum(e - s for s, e in loaded[iv][1]),
-                                                -INTERVAL_MS[iv]))
-        else:
-            src_iv = next((iv for iv in finer if covers(loaded[iv][1])), finer[0])
-        bars, segs = loaded[src_iv]
-    if (start_ms is not None or end_ms is not None) and not covers(segs):
-        rng = (f"{fmt_ms(start_ms) if start_ms is not None else 'start'} .. "
-               f"{fmt_ms(end_ms) if end_ms is not None else 'end'}")
+    finer = sorted(
+        (iv for iv in by_iv if INTERVAL_MS[iv] < target_ms and target_ms % INTERVAL_MS[iv] == 0),
+        key=INTERVAL_MS.__getitem__,
+    )
+    cands = ([interval] if interval in by_iv else []) + finer
+    if not cands:
         raise DataError(
-            f"{what}: requested range {rng} is not covered by the {src_iv} data; "
-            f"available: {_fmt_segments(list(segs))}"
+            f"{what}: no file of this interval or of a finer one that divides it "
+            f"(available: {', '.join(sorted(by_iv, key=INTERVAL_MS.__getitem__))})"
         )
+    loaded: dict[str, tuple[Bars, tuple[tuple[int, int], ...]]] = {}
+
+    def load(iv: str) -> tuple[Bars, tuple[tuple[int, int], ...]]:
+        if iv not in loaded:
+            loaded[iv] = _load_interval(d, mk, symbol, iv, by_iv[iv])
+        return loaded[iv]
+
+    if start_ms is None and end_ms is None:
+        # everything: the exact interval if present, else the finer one spanning the most time
+        src_iv = cands[0] if cands[0] == interval else max(
+            finer, key=lambda iv: (sum(e - s for s, e in load(iv)[1]), -INTERVAL_MS[iv])
+        )
+    else:
+        # the exact interval if it covers the range, else the finest one that does
+        src_iv = next((iv for iv in cands if covers(load(iv)[1])), "")
+        if not src_iv:
+            rng = (f"{fmt_ms(start_ms) if start_ms is not None else 'start'} .. "
+                   f"{fmt_ms(end_ms) if end_ms is not None else 'end'}")
+            avail = " | ".join(f"{iv}: {_fmt_segments(list(load(iv)[1]))}" for iv in cands)
+            raise DataError(
+                f"{what}: requested range {rng} is not covered by the data; available: {avail}"
+            )
+    bars, _segs = load(src_iv)
     out = bars.slice_time(start_ms, end_ms)
     if src_iv != interval:
         # resample from bucket-aligned edges so partial buckets at the ends are dropped

@@ -193,6 +193,19 @@ def test_resample_from_finer_file_matches_manual_aggregation(real: Path) -> None
     assert len(fifteen) == 2 * 96 - 8
 
 
+def test_exact_interval_not_covering_falls_back_to_finer(real: Path) -> None:
+    # the spot 5m files stop in 2021-07, the 1m files cover 2021-09: 5m is resampled from 1m
+    s, e = parse_time("2021-09-20"), parse_time("2021-09-21")
+    five = load_klines("ETHUSDT", "spot", "5m", s, e, data_dir=real)
+    assert len(five) == 288 and five.interval == "5m"
+    minute = load_klines("ETHUSDT", "spot", "1m", s, e, data_dir=real)
+    assert_same_bars(list(five.iter_rows()), manual_resample(minute, 5 * MIN))
+    with pytest.raises(DataError) as ei:  # covered by neither: both coverages are listed
+        load_klines("ETHUSDT", "spot", "5m", parse_time("2023-01-01"), parse_time("2023-01-02"),
+                    data_dir=real)
+    assert "5m: 2020-12-01" in str(ei.value) and "1m: 2021-05-15" in str(ei.value)
+
+
 def manual_resample(bars: Bars, target: int) -> list[tuple]:
     """Straightforward dict-of-lists aggregation keeping only complete buckets."""
     buckets: dict[int, list] = {}
@@ -240,6 +253,8 @@ def test_iter_rows_gives_python_scalars() -> None:
     out = list(bars.iter_rows())
     assert out == [tuple(r) for r in rows]
     assert type(out[0][0]) is int and type(out[0][1]) is float
+    k = list(bars.iter_klines())
+    assert k[1] == (MIN, 2 * MIN - 1, *rows[1][1:]) and type(k[1][1]) is int
     with pytest.raises(ValueError):
         bars.close[0] = 1.0  # read-only
 
@@ -343,7 +358,7 @@ def test_small_dir_merge_gaps_coverage(tmp_path: Path) -> None:
     assert bars.gaps() == [Gap("XUSDT", "1m", t0 + 20 * MIN, t0 + 22 * MIN, 2, "futures")]
     five = load_klines("XUSDT", "futures", "5m", data_dir=d)  # resampled from 1m
     assert len(five) == 23 and five.gaps()[0].start_ms == t0 + 20 * MIN
-    with pytest.raises(DataError, match="available: 2025-01-01T00:00:00Z .. 2025-01-01T02:00:00Z"):
+    with pytest.raises(DataError, match="available: 1m: 2025-01-01T00:00:00Z .. 2025-01-01T02:00:00Z"):
         load_klines("XUSDT", "futures", "1m", t0, t0 + 3 * HOUR, data_dir=d)
     with pytest.raises(DataError, match="spot"):
         load_klines("XUSDT", "spot", "1m", data_dir=d)
