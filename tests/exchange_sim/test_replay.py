@@ -1,0 +1,85 @@
+"""Replay clock and feeds: no look-ahead in klines, time-ordered bars and funding."""
+
+from decimal import Decimal
+
+import numpy as np
+import pytest
+
+from exchange_sim.replay import Feed, FundingEvent, Replay, SimClock
+from exchange_sim.specs import default_specs
+from models.enums import Market
+
+M = 60_000
+
+
+def feed(n: int = 10, t0: int = 0) -> Feed:
+    f = default_specs(Market.SPOT)["BTCUSDT"]
+    ot = np.arange(n, dtype=np.int64) * M + t0
+    o = 100.0 + np.arange(n)
+    return Feed("spot", "BTCUSDT", f, M, ot, o, o + 0.5, o - 0.5, o + 0.25, np.full(n, 2.0))
+
+
+def test_klines_never_show_the_future() -> None:
+    f = feed()
+    now = 3 * M + 10  # bars 0..2 closed, bar 3 open
+    rows = f.klines(M, now, None, None, 500)
+    assert [r[0] for r in rows] == [0, M, 2 * M, 3 * M]
+    closed, cur = rows[2], rows[3]
+    assert closed[2] == "102.50" and closed[4] == "102.25" and closed[5] == "2"
+    # the bar in progress shows its open only
+    assert cur[1] == cur[2] == cur[3] == cur[4] == "103.00" and cur[5] == "0"
+
+
+def test_klines_start_end_limit() -> None:
+    f = feed()
+    now = 9 * M
+    assert [r[0] for r in f.klines(M, now, 2 * M, None, 3)] == [2 * M, 3 * M, 4 * M]
+    assert [r[0] for r in f.klines(M, now, None, 5 * M, 2)] == [4 * M, 5 * M]
+    assert [r[0] for r in f.klines(M, now, None, None, 2)] == [8 * M, 9 * M]
+
+
+def test_aggregated_interval_is_built_so_far() -> None:
+    f = feed()
+    now = 4 * M  # bars 0..3 closed; 5m group [0, 5M) still open (bar 4 open)
+    (row,) = f.klines(5 * M, now, None, None, 10)
+    assert row[0] == 0 and row[6] == 5 * M - 1
+    assert row[1] == "100.00" and row[2] == "104.00"  # high: bar 4's open so far
+    assert row[4] == "104.00" and row[5] == "8"
+
+
+def test_replay_orders_bars_before_funding_at_same_time() -> None:
+    f = feed(5)
+    r = Replay([f], [FundingEvent(2 * M, "BTCUSDT", Decimal("0.0001"))])
+    out = r.due(2 * M)
+    assert [(k, i if k == "bar" else a.ts_ms) for k, a, i in out] == [
+        ("bar", 0), ("bar", 1), ("funding", 2 * M)]
+    assert r.due(2 * M) == []
+    assert r.next_time() == 3 * M
+
+
+def test_seek_marks_history_without_events() -> None:
+    f = feed(5)
+    r = Replay([f], [FundingEvent(M, "BTCUSDT", Decimal("0.0002"))])
+    r.seek(3 * M)
+    assert f.idx == 3 and f.last_close == Decimal("102.25")
+    assert r.last_funding["BTCUSDT"].rate == Decimal("0.0002")
+    assert [i for _, _, i in r.due(4 * M)] == [3]
+
+
+def test_clock_speed_pause_and_jump() -> None:
+    wall = [100.0]
+    c = SimClock(1_000, 0.0, wall=lambda: wall[0])
+    wall[0] += 5
+    assert c.now_ms() == 1_000  # paused
+    c.set_speed(60)
+    wall[0] += 1
+    assert c.now_ms() == 61_000
+    c.jump(-500)
+    assert c.now_ms() == 60_500
+    c.set_speed(0)
+    wall[0] += 10
+    assert c.now_ms() == 60_500
+    c.set_base(100_000)
+    assert c.now_ms() == 99_500
+    with pytest.raises(ValueError):
+        c.set_speed(-1)
