@@ -278,7 +278,7 @@ def concat_bars(parts: list[Bars]) -> Bars:
     if len(parts) == 1:
         return p0
     cols = {k: np.concatenate([getattr(p, k) for p in parts]) for k in _KLINE_HEADER}
-    # stable sort keeps earlier parts first among equal open times; np.unique picks the first
+    # the stable sort keeps earlier parts first among equal open times; keep the first of a run
     order = np.argsort(cols["open_time"], kind="stable")
     ot = cols["open_time"][order]
     keep = order[np.r_[True, ot[1:] != ot[:-1]]]
@@ -333,6 +333,11 @@ def _parse_numeric_csv(path: Path, min_cols: int) -> tuple[np.ndarray, int, int]
         raise DataError(f"{path}: empty file")
     head = lines[first].strip().split(",")
     if not _is_number(head[0]):
+        if "time" not in head[0].lower():
+            raise DataError(
+                f"{path}: line {first + 1}: neither a header (open_time,...) nor a data row: "
+                f"{lines[first]!r}"
+            )
         first += 1  # header row
     data_lines = lines[first:]
     first_line_no = first + 1
@@ -371,7 +376,8 @@ def _normalise_times(t: np.ndarray) -> np.ndarray:
 
 
 def _check_rows(path: Path, arr: np.ndarray, first_line_no: int, price_cols: int) -> None:
-    """Reject non-finite or non-positive prices, negative volume, high < low; name the line."""
+    """Reject non-finite or non-positive prices, negative volume, high < low; name the line
+    (counting blank lines, which the parser skips)."""
     prices = arr[:, 1:1 + price_cols]
     bad = ~np.isfinite(arr).all(axis=1) | (prices <= 0).any(axis=1)
     if arr.shape[1] > 1 + price_cols:
@@ -380,8 +386,10 @@ def _check_rows(path: Path, arr: np.ndarray, first_line_no: int, price_cols: int
         bad |= arr[:, 2] < arr[:, 3]
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
+        lines = _read_text(path).splitlines()[first_line_no - 1:]
+        nonblank = [k for k, line in enumerate(lines) if line.strip()]
         raise DataError(
-            f"{path}: line {first_line_no + i}: invalid bar values {arr[i].tolist()} "
+            f"{path}: line {first_line_no + nonblank[i]}: invalid bar values {arr[i].tolist()} "
             "(non-finite, non-positive price, negative volume or high < low)"
         )
 

@@ -321,6 +321,17 @@ def test_bad_file_names_file_and_line(tmp_path: Path, bad_line: str, needle: str
     assert str(p) in msg and "line 4" in msg and needle in msg
 
 
+def test_bad_line_number_counts_blank_lines(tmp_path: Path) -> None:
+    rows = [",".join(map(str, r)) for r in bars_rows(parse_time("2025-01-01"), 3, MIN)]
+    p = tmp_path / "blank.csv"
+    p.write_text(HEADER + "\n" + rows[0] + "\n\n" + rows[1].replace(",101", ",-101") + "\n")
+    with pytest.raises(DataError, match="line 4: invalid bar"):
+        load_kline_csv(p, "XUSDT", "spot", "1m")
+    p.write_text("garbage,1,2,3,4,5\n" + "\n".join(rows) + "\n")
+    with pytest.raises(DataError, match="line 1: neither a header"):
+        load_kline_csv(p, "XUSDT", "spot", "1m")
+
+
 def test_unreadable_and_misaligned_files(tmp_path: Path) -> None:
     p = tmp_path / "broken.csv.gz"
     p.write_bytes(b"not gzip at all")
