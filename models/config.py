@@ -1,0 +1,253 @@
+"""Configuration schema (msgspec Structs, unknown keys forbidden) and semantic validation.
+
+``parse_config(bytes)`` returns the typed config or *every* error it can find, each as
+``"$.json.path: message"``. Type errors are collected per section (msgspec stops at the first
+error inside one struct), then semantic rules run on every section that decoded. Reading files
+and environment variables happens in ``supervision.config_io``; this module stays pure.
+
+API keys are never part of the config: they come from ``BINANCE_API_KEY`` /
+``BINANCE_API_SECRET`` only (the ``sim`` section holds the embedded exchange's own fake keys).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any, Literal
+
+import msgspec
+
+from exchange_sim.config import SimConfig
+from models.enums import Market, Venue
+from models.risk import RiskParams
+from models.strategy.params import StrategyParams
+
+#: Symbols the embedded exchange lists with real filters (any USDT pair is allowed on live/testnet).
+SIM_SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT")
+_SYMBOL_RE = re.compile(r"^[A-Z0-9]{2,20}USDT$")
+_STRUCT = {"frozen": True, "kw_only": True, "forbid_unknown_fields": True}
+
+
+class PortfolioConfig(msgspec.Struct, **_STRUCT):
+    """Portfolio level (plan: Key Configuration Parameters)."""
+
+    leverage_cap: float = 6.0
+    utilization: float = 0.3
+    symbols: tuple[str, ...] = ("BTCUSDT", "ETHUSDT", "SOLUSDT")
+    weights: dict[str, float] = msgspec.field(
+        default_factory=lambda: {"BTCUSDT": 0.45, "ETHUSDT": 0.35, "SOLUSDT": 0.20})
+    markets: dict[str, Market] = msgspec.field(
+        default_factory=lambda: {"BTCUSDT": Market.FUTURES, "ETHUSDT": Market.FUTURES,
+                                 "SOLUSDT": Market.FUTURES})
+    quote_asset: str = "USDT"
+
+    def market_of(self, symbol: str) -> Market:
+        """The market a symbol trades on."""
+        return self.markets[symbol]
+
+
+class GatewayConfig(msgspec.Struct, **_STRUCT):
+    """Exchange connectivity."""
+
+    recv_window_ms: int = 5000
+    request_timeout_s: float = 10.0
+    time_sync_interval_s: float = 300.0
+    heartbeat_timeout_s: float = 30.0
+    reconnect_backoff_initial_s: float = 0.2
+    reconnect_backoff_max_s: float = 30.0
+    rate_limit_safety: float = 0.8
+    book_conflation_ms: int = 250
+    kline_intervals: tuple[str, ...] = ("1m",)
+    testnet_urls: dict[str, str] = {}
+
+
+class OmsConfig(msgspec.Struct, **_STRUCT):
+    """Order management."""
+
+    client_id_prefix: str = "gb"
+    unknown_open_orders: Literal["adopt", "cancel"] = "cancel"
+    query_unknown_after_s: float = 2.0
+
+
+class SupervisionConfig(msgspec.Struct, **_STRUCT):
+    """Supervision trees, heartbeats, shutdown."""
+
+    max_restarts: int = 5
+    restart_window_s: float = 60.0
+    restart_backoff_s: float = 0.5
+    heartbeat_interval_s: float = 2.0
+    heartbeat_timeout_s: float = 10.0
+    status_interval_s: float = 60.0
+    shutdown_mode: Literal["flatten", "cancel-only", "leave"] = "flatten"
+    shutdown_timeout_s: float = 30.0
+    admin_port: int = 0
+    bind_host: str = "127.0.0.1"
+    allow_remote: bool = False
+
+
+class LoggingConfig(msgspec.Struct, **_STRUCT):
+    """Logs."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    rotation: str = "100 MB"
+    retention: int = 10
+
+
+class Config(msgspec.Struct, **_STRUCT):
+    """The whole bot configuration (``conf/default.json``)."""
+
+    venue: Venue = Venue.SIM
+    state_dir: str = "state"
+    log_dir: str = "logs"
+    portfolio: PortfolioConfig = msgspec.field(default_factory=PortfolioConfig)
+    strategy: StrategyParams = msgspec.field(default_factory=StrategyParams)
+    risk: RiskParams = msgspec.field(default_factory=RiskParams)
+    gateway: GatewayConfig = msgspec.field(default_factory=GatewayConfig)
+    oms: OmsConfig = msgspec.field(default_factory=OmsConfig)
+    supervision: SupervisionConfig = msgspec.field(default_factory=SupervisionConfig)
+    logging: LoggingConfig = msgspec.field(default_factory=LoggingConfig)
+    sim: SimConfig = msgspec.field(default_factory=SimConfig)
+
+
+SECTIONS: dict[str, type] = {f.name: f.type for f in msgspec.structs.fields(Config)}
+
+
+class ConfigError(ValueError):
+    """A config failed validation; ``errors`` lists every problem with its JSON path."""
+
+    def __init__(self, errors: list[str], source: str = "config") -> None:
+        super().__init__(f"{source}: invalid configuration:\n  " + "\n  ".join(errors))
+        self.errors = errors
+
+
+_AT_RE = re.compile(r"^(?P<msg>.*?)(?: - at `(?P<path>[^`]*)`)?$", re.S)
+_UNKNOWN_RE = re.compile(r"^Object contains unknown field `(?P<field>[^`]*)`$")
+
+
+def _format_validation(err: msgspec.ValidationError, base: str) -> str:
+    m = _AT_RE.match(str(err))
+    msg, path = (m.group("msg"), m.group("path")) if m else (str(err), None)
+    path = base + (path[1:] if path else "")
+    u = _UNKNOWN_RE.match(msg)
+    if u:
+        return f"{path}.{u.group('field')}: unknown key"
+    return f"{path}: {msg[0].lower() + msg[1:] if msg else msg}"
+
+
+def _is_finite(x: float) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)
+
+
+def validate_portfolio(p: PortfolioConfig, venue: Venue, path: str = "$.portfolio") -> list[str]:
+    """Semantic rules of the portfolio section."""
+    errs: list[str] = []
+    if not _is_finite(p.leverage_cap) or p.leverage_cap <= 0:
+        errs.append(f"{path}.leverage_cap: must be > 0")
+    elif p.leverage_cap > 125:
+        errs.append(f"{path}.leverage_cap: must be <= 125 (Binance maximum)")
+    if not _is_finite(p.utilization) or not 0 < p.utilization <= 1:
+        errs.append(f"{path}.utilization: must be in (0, 1]")
+    if not p.symbols:
+        errs.append(f"{path}.symbols: at least one symbol is required")
+    if len(set(p.symbols)) != len(p.symbols):
+        errs.append(f"{path}.symbols: duplicate symbols")
+    for i, s in enumerate(p.symbols):
+        if not _SYMBOL_RE.match(s):
+            errs.append(f"{path}.symbols[{i}]: {s!r} is not a USDT symbol like 'BTCUSDT'")
+        elif venue is Venue.SIM and s not in SIM_SYMBOLS:
+            errs.append(f"{path}.symbols[{i}]: {s!r} is not listed on the embedded exchange "
+                        f"(known: {', '.join(SIM_SYMBOLS)})")
+        if s not in p.weights:
+            errs.append(f"{path}.weights: missing weight for {s}")
+        if s not in p.markets:
+            errs.append(f"{path}.markets: missing market for {s}")
+    for s, w in p.weights.items():
+        if s not in p.symbols:
+            errs.append(f"{path}.weights.{s}: not in symbols")
+        elif not _is_finite(w) or not 0 < w <= 1:
+            errs.append(f"{path}.weights.{s}: must be in (0, 1]")
+    for s in p.markets:
+        if s not in p.symbols:
+            errs.append(f"{path}.markets.{s}: not in symbols")
+    total = sum(w for w in p.weights.values() if _is_finite(w))
+    if p.weights and abs(total - 1.0) > 1e-9:
+        errs.append(f"{path}.weights: must sum to 1 (sum is {total:.6g})")
+    if p.quote_asset != "USDT":
+        errs.append(f"{path}.quote_asset: only USDT-quoted trading is supported")
+    return errs
+
+
+def _positive(obj: Any, path: str, names: tuple[str, ...]) -> list[str]:
+    return [f"{path}.{n}: must be > 0" for n in names
+            if not _is_finite(getattr(obj, n)) or getattr(obj, n) <= 0]
+
+
+def validate_config(cfg: Config) -> list[str]:
+    """Every semantic error of a typed config."""
+    errs = validate_portfolio(cfg.portfolio, cfg.venue)
+    errs += cfg.strategy.validate("$.strategy")
+    errs += cfg.risk.validate("$.risk")
+    g = cfg.gateway
+    errs += _positive(g, "$.gateway", ("recv_window_ms", "request_timeout_s",
+                                       "time_sync_interval_s", "heartbeat_timeout_s",
+                                       "reconnect_backoff_initial_s", "reconnect_backoff_max_s"))
+    if g.recv_window_ms > 60000:
+        errs.append("$.gateway.recv_window_ms: must be <= 60000 (Binance maximum)")
+    if not 0 < g.rate_limit_safety <= 1:
+        errs.append("$.gateway.rate_limit_safety: must be in (0, 1]")
+    if not re.fullmatch(r"[A-Za-z0-9]{1,6}", cfg.oms.client_id_prefix):
+        errs.append("$.oms.client_id_prefix: 1-6 letters or digits")
+    s = cfg.supervision
+    if s.max_restarts < 0:
+        errs.append("$.supervision.max_restarts: must be >= 0")
+    errs += _positive(s, "$.supervision", ("restart_window_s", "heartbeat_interval_s",
+                                           "heartbeat_timeout_s", "status_interval_s",
+                                           "shutdown_timeout_s"))
+    if s.heartbeat_timeout_s <= s.heartbeat_interval_s:
+        errs.append("$.supervision.heartbeat_timeout_s: must exceed heartbeat_interval_s")
+    if s.bind_host not in ("127.0.0.1", "localhost", "::1") and not s.allow_remote:
+        errs.append("$.supervision.bind_host: binding beyond loopback exposes the actor system "
+                    "(it unpickles what it receives); set allow_remote=true only on a private, "
+                    "firewalled network")
+    if not cfg.state_dir:
+        errs.append("$.state_dir: must not be empty")
+    if not cfg.log_dir:
+        errs.append("$.log_dir: must not be empty")
+    return errs
+
+
+def parse_config(data: bytes | str) -> tuple[Config | None, list[str]]:
+    """Decode and validate. Returns ``(config, [])`` or ``(None, errors)``."""
+    try:
+        raw = msgspec.json.decode(data)
+    except msgspec.DecodeError as e:
+        return None, [f"$: invalid JSON: {e}"]
+    if not isinstance(raw, dict):
+        return None, ["$: must be a JSON object"]
+    errors: list[str] = []
+    sections: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key.startswith("_"):  # "_comment" keys are allowed and ignored
+            continue
+        if key not in SECTIONS:
+            errors.append(f"$.{key}: unknown key")
+            continue
+        try:
+            sections[key] = msgspec.convert(value, SECTIONS[key], strict=True)
+        except msgspec.ValidationError as e:
+            errors.append(_format_validation(e, f"$.{key}"))
+    if errors:
+        return None, errors
+    cfg = Config(**sections)
+    errors = validate_config(cfg)
+    return (None, errors) if errors else (cfg, [])
+
+
+def config_to_json(cfg: Config) -> bytes:
+    """Canonical JSON of a config (what actors receive in ``StartActor``)."""
+    return msgspec.json.encode(cfg)
+
+
+def config_from_json(data: bytes) -> Config:
+    """Inverse of ``config_to_json`` for an already-validated config."""
+    return msgspec.json.decode(data, type=Config)
