@@ -14,12 +14,14 @@ from urllib.parse import unquote_plus
 class ApiError(Exception):
     """An error answered as Binance does: HTTP status plus ``{"code": .., "msg": ..}``."""
 
-    def __init__(self, http_status: int, code: int, msg: str, headers: dict | None = None):
+    def __init__(self, http_status: int, code: int, msg: str, headers: dict | None = None,
+                 data: object = None):
         super().__init__(msg)
         self.http_status = http_status
         self.code = code
         self.msg = msg
         self.headers = headers or {}
+        self.data = data
 
 
 INVALID_KEY = (401, -2015, "Invalid API-key, IP, or permissions for action.")

@@ -58,7 +58,7 @@ def spot_order(o: Any, *, fills: list[Any] | None = None, resp_type: str = "FULL
             return d
     d.update({
         "price": s8(o.price), "origQty": s8(o.orig_qty), "executedQty": s8(o.executed_qty),
-        "origQuoteOrderQty": s8(getattr(o, "quote_qty", None)),
+        "origQuoteOrderQty": s8(getattr(o, "orig_quote_qty", None)),
         "cummulativeQuoteQty": s8(o.cum_quote), "status": o.status,
         "timeInForce": _v(o.tif) or "GTC", "type": _v(o.type), "side": _v(o.side),
     })

@@ -222,27 +222,38 @@ def cancel_replace(srv: SimServer, req: Req) -> dict:
         raise ApiError(400, -1100, "Illegal characters found in parameter 'cancelReplaceMode'.")
     ids = _ids(req, "cancelOrderId", "cancelOrigClientOrderId")
     kw = order_kwargs(req, SPOT_TYPES)
-    canceled, new, events = srv.engines["spot"].cancel_replace(
-        req.account, sym, cancel_order_id=ids["order_id"],
-        cancel_client_order_id=ids["client_order_id"], new_order=kw, mode=mode, ts_ms=req.now)
+    from exchange_sim.engine import CancelReplaceError
+    cxl_cid = req.get("cancelNewClientOrderId")
+
+    def cxl(o: Any) -> dict:
+        return formats.spot_cancel(o, o.client_order_id, cxl_cid or f"sim-cxl-{o.order_id}",
+                                   req.now)
+
+    def err(e: Any) -> dict | None:
+        return {"code": e.code, "msg": e.msg} if e is not None else None
+
+    try:
+        canceled, new, events = srv.engines["spot"].cancel_replace(
+            req.account, sym, cancel_order_id=ids["order_id"],
+            cancel_client_order_id=ids["client_order_id"], new_order=kw, mode=mode,
+            ts_ms=req.now)
+    except CancelReplaceError as e:
+        srv.emit_user("spot", list(e.events))
+        data = {
+            "cancelResult": e.cancel_result, "newOrderResult": e.new_order_result,
+            "cancelResponse": cxl(e.cancelled) if e.cancelled is not None
+            else err(e.cancel_error),
+            "newOrderResponse": formats.spot_order(
+                e.new_order, fills=_fills_of(list(e.events), e.new_order.order_id))
+            if e.new_order is not None else err(e.new_order_error),
+        }
+        raise ApiError(e.http_status, e.code, e.msg, data=data) from None
     events = list(events)
     srv.emit_user("spot", events)
-    out: dict[str, Any] = {
-        "cancelResult": "SUCCESS" if canceled is not None else "FAILURE",
-        "newOrderResult": "SUCCESS" if new is not None else "FAILURE",
-        "cancelResponse": (formats.spot_cancel(canceled, canceled.client_order_id,
-                                               req.get("cancelNewClientOrderId")
-                                               or f"sim-cxl-{canceled.order_id}", req.now)
-                           if canceled is not None else
-                           {"code": -2011, "msg": "Unknown order sent."}),
-        "newOrderResponse": (formats.spot_order(new, fills=_fills_of(events, new.order_id))
-                             if new is not None else None),
+    return {
+        "cancelResult": "SUCCESS", "newOrderResult": "SUCCESS", "cancelResponse": cxl(canceled),
+        "newOrderResponse": formats.spot_order(new, fills=_fills_of(events, new.order_id)),
     }
-    if new is None or canceled is None:
-        raise ApiError(409 if canceled is not None else 400, -2021,
-                       "Order cancel-replace partially failed." if canceled is not None
-                       else "Order cancel-replace failed.")
-    return out
 
 
 @route("POST", "spot", "userDataStream", weight=2, security=USER_STREAM)

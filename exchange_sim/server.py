@@ -338,9 +338,10 @@ class SimServer:
         return len(items)
 
     def _on_bar(self, f: Feed, i: int) -> None:
-        ot, ct, o, h, lo, c, v = f.bar(i)
+        ot, ct, _, _, _, c, v = f.bar(i)
         eng = self.engines[f.market]
-        events = list(eng.on_bar(f.symbol, ot, ct, o, h, lo, c, v))
+        events = list(eng.on_bar(f.symbol, ot, ct, float(f.open[i]), float(f.high[i]),
+                                 float(f.low[i]), float(f.close[i]), float(f.volume[i])))
         if f.market == "futures":
             events += list(eng.set_mark_price(f.symbol, c, ct))
         f.last_close, f.last_volume = c, v
@@ -538,7 +539,7 @@ class SimServer:
             return web.Response(body=msgspec.json.encode(result), headers=headers,
                                 content_type="application/json")
         except ApiError as e:
-            return self._error(e.http_status, e.code, e.msg, {**headers, **e.headers})
+            return self._error(e.http_status, e.code, e.msg, {**headers, **e.headers}, e.data)
         except FilterViolation as e:
             return self._error(400, e.code, e.msg, headers)
         except Exception as e:  # noqa: BLE001 - engine errors and bugs become Binance errors
@@ -551,8 +552,12 @@ class SimServer:
                                            f"request. ({type(e).__name__}: {e})", headers)
 
     @staticmethod
-    def _error(status: int, code: int, msg: str, headers: dict[str, str]) -> web.Response:
-        return web.Response(status=status, body=msgspec.json.encode({"code": code, "msg": msg}),
+    def _error(status: int, code: int, msg: str, headers: dict[str, str],
+               data: Any = None) -> web.Response:
+        body: dict[str, Any] = {"code": code, "msg": msg}
+        if data is not None:
+            body["data"] = data
+        return web.Response(status=status, body=msgspec.json.encode(body),
                             headers=headers, content_type="application/json")
 
     def _log_fault_hit(self, what: str, request: web.Request) -> None:
