@@ -37,7 +37,7 @@ def diff_orders(desired: list[DesiredOrder], open_orders: list[OpenOrderView], *
     qtol = Decimal(repr(qty_tolerance))
     far = Decimal(repr(recenter_atr * atr)) if atr == atr else None
     wanted: set[str] = set()
-    modifies: list[tuple[OpenOrderView, DesiredOrder]] = []
+    modifies: list[tuple[OpenOrderView, DesiredOrder, str]] = []
     for d in desired:
         wanted.add(d.key)
         o = by_key.get(d.key)
@@ -60,13 +60,13 @@ def diff_orders(desired: list[DesiredOrder], open_orders: list[OpenOrderView], *
             reason = "recenter"
         else:
             reason = "reprice" if not price_ok else "resize"
-        modifies.append((o, _with_reason(d, reason)))
+        modifies.append((o, _with_reason(d, reason), reason))
     if len(modifies) > max_modifies:
-        for o, d in modifies:
-            acts.cancel.append((o, f"{d.reason}_replace"))
+        for o, d, reason in modifies:
+            acts.cancel.append((o, f"{reason}_replace"))
             acts.place.append(d)
     else:
-        acts.modify.extend(modifies)
+        acts.modify.extend((o, d) for o, d, _r in modifies)
     reasons = cancel_reasons or {}
     for o in open_orders:
         if o.key not in wanted and by_key.get(o.key) is o:

@@ -12,7 +12,7 @@ Formulas (plan Appendix A; vf = volatility factor = max(0, normalised ATR/close)
 - spacing = baseline_spacing_multiplier*ATR * (1 + vol_mult*vf) / (1 + spacing_conviction_mult*C
   + spacing_imbalance_mult*imb), clamped to [spacing_clamp_min*ATR, spacing_clamp_max*ATR]
 - size (quote) = base * (1 + size_mult*C + imb_mult*imb) / (1 + vol_mult*vf) * risk.size_factor,
-  base = side budget / grid_levels
+  base = side budget / (grid_levels * (1 + size_mult)), so a full grid at L = 1 fits the budget
 - TP distance = spacing * (1 + tp_conviction_mult*C), trailing outwards while C holds, capped at
   tp_cap_multiplier x the first distance; x risk.tp_factor; spot: / (1 + tighten*S)
 with C = L, imb = imbalance for the long side and C = S, imb = -imbalance for the short side.
@@ -285,6 +285,8 @@ def plan_orders(v: StrategyValues, st: PlannerState, market: MarketView,
             why = "short_dominates"
         elif not (v.long_ok if sgn > 0 else v.short_ok):
             why = "below_percentile"
+        elif conv < p.conviction_filter.min_conviction:
+            why = "low_conviction"
         elif conv < risk.min_entry_conviction:
             why = "safe_mode"
         if why:
@@ -294,8 +296,8 @@ def plan_orders(v: StrategyValues, st: PlannerState, market: MarketView,
                 if o.kind != KIND_ENTRY or o.side is not entry_side:
                     continue
                 if why in ("stop_loss", "risk_halt") or abs(float(o.price) - P) <= prox:
-                    res.cancel_reasons[o.key] = "proximity" if why == "below_percentile" \
-                        else why
+                    res.cancel_reasons[o.key] = "proximity" if why in (
+                        "below_percentile", "low_conviction") else why
                 else:
                     res.desired.append(DesiredOrder(
                         key=o.key, side=o.side, kind=KIND_ENTRY, price=o.price, qty=o.qty,
@@ -309,7 +311,7 @@ def plan_orders(v: StrategyValues, st: PlannerState, market: MarketView,
             if abs(P - near) > p.recenter_atr * atr or (
                     q == 0.0 and abs(spacing / ss.spacing - 1.0) > p.respace_tolerance):
                 ss.anchor(P, spacing)
-        base = budget / p.grid_levels
+        base = budget / (p.grid_levels * (1.0 + p.size_mult))
         quote = order_quote(base, conv, side_imb, vf, risk.size_factor, p)
         used = q * P
         sticky_old = ss.sticky
