@@ -244,13 +244,29 @@ class StateStore:
         blob: bytes,
         outbox: Sequence[tuple[str, str, bytes]] = (),
         *,
+        orders: Sequence[dict[str, Any]] = (),
+        fills: Sequence[dict[str, Any]] = (),
+        done_refs: Sequence[str] = (),
         _between: Callable[[], None] | None = None,
     ) -> list[int]:
-        """Upsert ``actor``'s snapshot and append ``outbox`` entries (kind, ref, payload) in
-        one transaction. Returns the journal ids. ``_between`` is a test hook run between
-        the two writes."""
+        """Upsert ``actor``'s snapshot, append ``outbox`` entries (kind, ref, payload), upsert
+        ``orders`` rows, record ``fills`` and mark pending outbox entries whose ref is in
+        ``done_refs`` done — all in one
+        transaction. Returns the new journal ids. ``_between`` is a test hook run between the
+        snapshot and the outbox writes."""
         ids: list[int] = []
         with self.transaction():
+            now = _now()
+            for row in orders:
+                self.db["orders"].upsert({**row, "updated_at": now,
+                                          "created_at": row.get("created_at", now)},
+                                         pk="client_order_id")
+            for row in fills:
+                self.record_fill(row)
+            for ref in done_refs:
+                self._conn.execute("UPDATE journal SET status = 'done', done_at = ? "
+                                   "WHERE actor = ? AND ref = ? AND status = 'pending'",
+                                   (now, actor, ref))
             self._conn.execute(
                 "INSERT INTO snapshots(actor, version, blob, updated_at) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT(actor) DO UPDATE SET version=excluded.version, blob=excluded.blob, "
