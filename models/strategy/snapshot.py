@@ -42,11 +42,7 @@ class Stateful:
     def set_state(self, st: dict[str, Any]) -> None:
         """Overwrite this object's state with ``st`` (from ``get_state``)."""
         for s, v in st.items():
-            cur = getattr(self, s, None)
-            if isinstance(cur, Stateful) and isinstance(v, dict) and "__o" in v:
-                cur.set_state(v["__o"])
-            else:
-                setattr(self, s, _dec(v))
+            setattr(self, s, _restore_into(getattr(self, s, None), v))
         self._after_restore()
 
     def _after_restore(self) -> None:
@@ -71,6 +67,19 @@ def _enc(v: Any) -> Any:
     if hasattr(v, "value") and isinstance(v.value, str):  # str enums
         return v.value
     raise TypeError(f"cannot snapshot {type(v).__name__}")
+
+
+def _restore_into(cur: Any, v: Any) -> Any:
+    """Decode ``v``, writing nested objects into the existing ``cur`` objects."""
+    if isinstance(v, dict) and "__o" in v:
+        if not isinstance(cur, Stateful):
+            raise ValueError("snapshot holds an object where the strategy has none")
+        cur.set_state(v["__o"])
+        return cur
+    if isinstance(v, list) and isinstance(cur, list) and len(cur) == len(v) and any(
+            isinstance(x, dict) and "__o" in x for x in v):
+        return [_restore_into(c, x) for c, x in zip(cur, v, strict=True)]
+    return _dec(v)
 
 
 def _dec(v: Any) -> Any:

@@ -191,9 +191,17 @@ class StaticGridStrategy(Stateful):
             if any(k == lk for lk, _s, _p in self._all_levels()):
                 return k
         entry_side = side if kind == KIND_ENTRY else side.opposite()
+        g = self.params.static_grid.spacing_pct
         best, bd = None, math.inf
         for lk, s, lp in self._all_levels():
-            if s is entry_side and abs(lp - px) < bd:
+            if s is not entry_side:
+                continue
+            if kind != KIND_ENTRY:  # a TP: match the TP price of a level that holds a fill
+                if self.held.get(lk, _ZERO) <= _ZERO:
+                    continue
+                fp = self.fill_px.get(lk, lp)
+                lp = fp * (1.0 + g) if s is Side.BUY else fp * (1.0 - g)
+            if abs(lp - px) < bd:
                 best, bd = lk, abs(lp - px)
         return best
 
