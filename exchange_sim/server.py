@@ -472,6 +472,7 @@ class SimServer:
         app = web.Application(client_max_size=1 << 20)
         app.router.add_route("*", "/_sim/{tail:.*}", self._admin)
         app.router.add_get("/ws-api/v3", self.hub.handle_ws_api)
+        app.router.add_get("/ws", self.hub.handle_spot)
         app.router.add_get("/ws/{tail:.*}", self.hub.handle_spot)
         app.router.add_get("/stream", self.hub.handle_spot)
         app.router.add_get("/f/{tail:.*}", self.hub.handle_futures)
