@@ -301,7 +301,7 @@ class DrawdownBrake:
         s.manual_halt = False
         s.safe_active = p.safe_mode if safe_mode is None else safe_mode
         if s.drawdown <= p.drawdown_levels[2]:
-            s.halt_override = s.drawdown - p.resume_rearm_margin
+            s.halt_override = round(s.drawdown - p.resume_rearm_margin, 12)
         s.level = self._soft_level(s.drawdown, 2)
         return [self._event("RESUME", prev, reason)]
 
