@@ -99,10 +99,10 @@ def test_drop_stall_and_expire_streams(sim: Sim) -> None:
             await sim.aadvance(c, 1)
             assert (await recv(k))["e"] == "kline"
             # expire listen keys: listenKeyExpired then the stream is closed
-            fu.MAX_RECONNECTS = 0  # the key is gone: do not let it retry with backoff
             await asyncio.to_thread(sim.fault, type="expire_listen_keys")
             msgs = await recv_until(fu, lambda m: m.get("e") == "listenKeyExpired")
             assert len(msgs[-1]["listenKey"]) == 64
+            fu.MAX_RECONNECTS = 0  # the key is gone: stop python-binance retrying with it
             # drop every socket: python-binance reports the error, reconnects (after ~1 s),
             # and the next closed bar arrives on the new connection
             r = await asyncio.to_thread(sim.fault, type="drop_ws")
