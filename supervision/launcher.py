@@ -1,0 +1,396 @@
+"""Start and stop the bot: config, logging, state check, loopback actor system, supervision tree,
+``bot.json`` discovery file, signals and graceful shutdown.
+
+``run_bot(args)`` is ``python run.py run``. Shutdown (SIGINT, SIGTERM or ``run.py stop``): the root
+gets ``StopTrading(mode)`` (no new orders from that instant; the order actors cancel and close per
+mode) and the launcher waits for ``TradingStopped`` from every symbol up to ``shutdown_timeout_s``;
+a second SIGINT sends ``StopTrading("cancel-only")`` and stops waiting for flattening. Then the
+actor system shuts down (every actor persists on ``ActorExitRequest``), leftover processes of the
+bot's session are killed, ``bot.json`` is removed and the exit code is 0.
+
+The thespian admin runs in its own session (it calls ``setsid``), so "every process of the bot" is
+the launcher plus that session; ``bot.json`` records both ids.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import re
+import signal
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from models.config import Config, ConfigError, config_to_json
+from supervision import netsec
+from supervision.tree import (
+    ROOT_CLASS,
+    ROOT_GLOBAL_NAME,
+    ChildSpec,
+    StartRootTree,
+    SupervisorSettings,
+    TreePing,
+    TreePong,
+    build_portfolio_spec,
+    build_tree_specs,
+)
+
+EXIT_OK, EXIT_FAIL, EXIT_BAD_INPUT, EXIT_UNAVAILABLE = 0, 1, 2, 3
+BOT_FILE = "bot.json"
+STOP_REQUEST_FILE = "stop_request.json"
+SYSTEM_BASE = "multiprocTCPBase"
+#: Hook for the embedded exchange: ``module:function(cfg, args, state_dir) -> stop callable``.
+VENUE_HOOK = "exchange_sim.embedded:start_for_bot"
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+# -- small pure helpers ---------------------------------------------------------------------------
+def parse_duration(text: str) -> float:
+    """``'90m'`` → 5400.0 seconds (units s, m, h, d; bare numbers are seconds)."""
+    m = _DURATION_RE.match(text or "")
+    if not m:
+        raise ValueError(f"invalid duration {text!r} (examples: 90s, 30m, 6h, 2d)")
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+def duration_wall_seconds(duration: str | None, speed: str | float | None) -> float | None:
+    """Wall-clock seconds for ``--duration`` at ``--speed`` (None: run until stopped).
+
+    Hook: with ``speed='max'`` sim time is decoupled from wall time; until the gateway reports
+    sim time, the duration is then used as a wall-clock bound.
+    """
+    if not duration:
+        return None
+    secs = parse_duration(duration)
+    if speed in (None, "", "max"):
+        return secs
+    factor = float(speed)
+    if factor <= 0:
+        raise ValueError("--speed must be > 0 or 'max'")
+    return secs / factor
+
+
+def read_bot_file(state_dir: Path) -> dict[str, Any] | None:
+    """The running bot's discovery record, or None."""
+    try:
+        data = json.loads((state_dir / BOT_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def write_bot_file(state_dir: Path, info: dict[str, Any]) -> Path:
+    """Write ``bot.json`` atomically (tmp + rename)."""
+    path = state_dir / BOT_FILE
+    tmp = path.with_name(f".{BOT_FILE}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(info, indent=1, sort_keys=True))
+    os.replace(tmp, path)
+    return path
+
+
+def remove_bot_file(state_dir: Path, pid: int | None = None) -> None:
+    """Remove ``bot.json`` (only if it belongs to ``pid`` when given)."""
+    info = read_bot_file(state_dir)
+    if info is not None and pid is not None and info.get("pid") != pid:
+        return
+    try:
+        (state_dir / BOT_FILE).unlink()
+    except FileNotFoundError:
+        pass
+
+
+def bot_is_running(state_dir: Path) -> dict[str, Any] | None:
+    """``bot.json`` contents if its admin port answers on loopback (plain TCP connect)."""
+    info = read_bot_file(state_dir)
+    if info is None or not isinstance(info.get("admin_port"), int):
+        return None
+    host = info.get("host", "127.0.0.1")
+    return info if netsec.port_answers(info["admin_port"], host) else None
+
+
+def check_state_files(state_dir: Path) -> list[str]:
+    """Errors for every corrupt state DB in ``state_dir`` (files are opened read-only)."""
+    from supervision.store import CorruptStateError, StateStoreError, check_database_file
+
+    errors: list[str] = []
+    if not state_dir.exists():
+        return errors
+    for db in sorted(state_dir.glob("*.db")):
+        try:
+            check_database_file(db)
+        except CorruptStateError as e:
+            errors.append(str(e))
+        except StateStoreError as e:  # pragma: no cover - defensive
+            errors.append(f"{db}: {e}")
+    return errors
+
+
+# -- actor system -----------------------------------------------------------------------------------
+def start_actor_system(admin_port: int, log_dir: Path | None, *, bind_host: str = "127.0.0.1",
+                       allow_remote: bool = False) -> Any:
+    """A new multiprocTCPBase system whose every socket binds ``bind_host`` (loopback)."""
+    netsec.install(bind_host, allow_remote)
+    from thespian.actors import ActorSystem
+
+    from supervision.logs import thespian_log_defs
+
+    log_defs: Any = thespian_log_defs(log_dir) if log_dir is not None else False
+    return ActorSystem(SYSTEM_BASE, {"Admin Port": admin_port}, logDefs=log_defs,
+                       transientUnique=True)
+
+
+def connect_actor_system(admin_port: int, host: str = "127.0.0.1") -> Any:
+    """A handle on an already running system. Callers must first check the port answers:
+    thespian *starts* a new admin when none is running."""
+    netsec.install(host if netsec.is_loopback(host) else "127.0.0.1")
+    from thespian.actors import ActorSystem
+
+    return ActorSystem(SYSTEM_BASE, {"Admin Port": admin_port}, logDefs=False,
+                       transientUnique=True)
+
+
+def root_address(asys: Any) -> Any:
+    """The root supervisor's address (thespian global name ``gridbot-root``)."""
+    return asys.createActor(ROOT_CLASS, globalName=ROOT_GLOBAL_NAME)
+
+
+def start_tree(asys: Any, start: StartRootTree, timeout_s: float) -> tuple[Any, int]:
+    """Create the root, send ``StartRootTree`` and wait for its ``ActorReady``."""
+    from models.messages import ActorReady
+
+    root = root_address(asys)
+    reply = asys.ask(root, start, timeout_s)
+    deadline = time.monotonic() + timeout_s
+    while not isinstance(reply, ActorReady) and time.monotonic() < deadline:
+        reply = asys.listen(max(0.05, deadline - time.monotonic()))
+    if not isinstance(reply, ActorReady):
+        raise TimeoutError(f"supervision tree not ready within {timeout_s:g}s")
+    return root, reply.pid
+
+
+def session_of(pid: int) -> int | None:
+    """Session id of ``pid`` (the actor system's session when ``pid`` is an actor)."""
+    st = netsec.proc_stat(pid)
+    return st["sid"] if st else None
+
+
+def kill_session(sid: int | None, grace_s: float = 3.0) -> list[int]:
+    """Wait up to ``grace_s`` for the session's processes to exit, then SIGKILL the rest.
+    Returns the pids that had to be killed. Never touches our own session."""
+    if not sid or sid == os.getsid(0):
+        return []
+    deadline = time.monotonic() + grace_s
+    left = netsec.session_pids(sid)
+    while left and time.monotonic() < deadline:
+        time.sleep(0.05)
+        left = netsec.session_pids(sid)
+    for pid in left:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    return left
+
+
+def shutdown_actor_system(asys: Any, sid: int | None, grace_s: float = 5.0) -> list[int]:
+    """``asys.shutdown()`` (ActorExitRequest to every actor: they persist), then make sure no
+    process of the session is left. Returns pids that had to be SIGKILLed."""
+    try:
+        asys.shutdown()
+    except Exception as e:  # noqa: BLE001 - still clean up the processes
+        print(f"gridbot: actor system shutdown error: {e}", file=sys.stderr)
+    return kill_session(sid, grace_s)
+
+
+def ping_root(asys: Any, root: Any, timeout_s: float = 2.0) -> TreePong | None:
+    """Ask the root for a ``TreePong`` (None if it does not answer)."""
+    reply = asys.ask(root, TreePing(seq=int(time.monotonic())), timeout_s)
+    return reply if isinstance(reply, TreePong) else None
+
+
+def stop_trading(asys: Any, root: Any, mode: str, timeout_s: float,
+                 interrupted: Callable[[], bool] = lambda: False) -> bool:
+    """Send ``StopTrading(mode)`` and wait for the aggregated ``TradingStopped``."""
+    from models.messages import StopTrading, TradingStopped
+
+    asys.tell(root, StopTrading(mode=mode))
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        reply = asys.listen(min(0.2, max(0.01, deadline - time.monotonic())))
+        if isinstance(reply, TradingStopped):
+            return True
+        if interrupted():
+            return False
+    return False
+
+
+def build_start_message(cfg: Config, state_dir: Path,
+                        classes: dict[str, str] | None = None,
+                        trees: dict[str, list[ChildSpec]] | None = None,
+                        portfolio: ChildSpec | None = None,
+                        **settings: Any) -> StartRootTree:
+    """The root's start message for ``cfg`` (child classes pluggable per role)."""
+    return StartRootTree(
+        trees=trees if trees is not None else build_tree_specs(cfg, classes),
+        portfolio=portfolio if portfolio is not None else build_portfolio_spec(classes),
+        config_json=config_to_json(cfg), state_dir=str(state_dir.resolve()),
+        settings=SupervisorSettings.from_config(cfg.supervision, cfg.logging.level, **settings))
+
+
+# -- run ----------------------------------------------------------------------------------------------
+class _Signals:
+    """First SIGINT/SIGTERM: graceful stop; second SIGINT: skip flattening."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.last = 0
+
+    def handler(self, signum: int, frame: Any) -> None:
+        self.count += 1
+        self.last = signum
+
+    def install(self) -> None:
+        signal.signal(signal.SIGINT, self.handler)
+        signal.signal(signal.SIGTERM, self.handler)
+
+
+def _start_venue(cfg: Config, args: argparse.Namespace, state_dir: Path
+                 ) -> Callable[[], None] | None:
+    """Embedded exchange / venue URLs. ``--sim-urls`` is copied to the state dir, where the
+    gateway reads it; otherwise ``VENUE_HOOK`` (the lead's embedded start) runs if it exists."""
+    sim_urls = getattr(args, "sim_urls", None)
+    if sim_urls is not None:
+        from actors.gateway import SIM_URLS_FILE
+
+        (state_dir / SIM_URLS_FILE).write_bytes(Path(sim_urls).read_bytes())
+        return None
+    mod_name, _, fn_name = VENUE_HOOK.partition(":")
+    try:
+        mod = importlib.import_module(mod_name)
+    except ModuleNotFoundError:
+        return None
+    fn = getattr(mod, fn_name, None)
+    return fn(cfg, args, state_dir) if fn is not None else None
+
+
+def run_bot(args: argparse.Namespace) -> int:
+    """``python run.py run``: start the supervised bot and run until stopped."""
+    from supervision.config_io import load_config
+    from supervision.logs import configure_logging, log_event
+
+    try:
+        cfg = load_config(getattr(args, "config", None))
+    except ConfigError as e:
+        for err in e.errors:
+            print(err, file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        wall_limit = duration_wall_seconds(getattr(args, "duration", None),
+                                           getattr(args, "speed", None))
+    except ValueError as e:
+        print(f"gridbot run: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    state_dir = Path(getattr(args, "state_dir", None) or cfg.state_dir)
+    log_dir = Path(getattr(args, "log_dir", None) or cfg.log_dir)
+    sup = cfg.supervision
+
+    running = bot_is_running(state_dir)
+    if running:
+        print(f"gridbot run: a gridbot is already running with state dir {state_dir} "
+              f"(pid {running.get('pid')}, admin port {running.get('admin_port')})",
+              file=sys.stderr)
+        return EXIT_FAIL
+    errors = check_state_files(state_dir)
+    if errors:
+        for err in errors:
+            print(f"gridbot run: {err}", file=sys.stderr)
+        return EXIT_FAIL
+    state_dir.mkdir(parents=True, exist_ok=True)
+    remove_bot_file(state_dir)
+    (state_dir / STOP_REQUEST_FILE).unlink(missing_ok=True)
+    configure_logging(None, stderr=True, stderr_level=cfg.logging.level)
+
+    sigs = _Signals()
+    sigs.install()
+    venue_stop = _start_venue(cfg, args, state_dir)
+    port = sup.admin_port or netsec.free_port(sup.bind_host)
+    asys = start_actor_system(port, log_dir, bind_host=sup.bind_host,
+                              allow_remote=sup.allow_remote)
+    sid: int | None = None
+    code = EXIT_OK
+    try:
+        start = build_start_message(cfg, state_dir)
+        try:
+            root, root_pid = start_tree(asys, start, max(60.0, 4 * sup.heartbeat_timeout_s))
+        except TimeoutError as e:
+            print(f"gridbot run: {e}", file=sys.stderr)
+            return EXIT_FAIL
+        sid = session_of(root_pid)
+        write_bot_file(state_dir, {
+            "pid": os.getpid(), "admin_port": port, "host": sup.bind_host,
+            "root_pid": root_pid, "session": sid, "started_at": time.time(),
+            "state_dir": str(state_dir.resolve()), "log_dir": str(log_dir.resolve())})
+        log_event("BOT_READY", f"gridbot running (admin port {port}, state {state_dir})")
+        code = _run_until_stopped(asys, root, cfg, state_dir, sigs, wall_limit)
+    finally:
+        leftovers = shutdown_actor_system(asys, sid)
+        if leftovers:
+            print(f"gridbot: killed {len(leftovers)} leftover actor processes", file=sys.stderr)
+        if venue_stop is not None:
+            venue_stop()
+        remove_bot_file(state_dir, os.getpid())
+        (state_dir / STOP_REQUEST_FILE).unlink(missing_ok=True)
+    return code
+
+
+def _requested_mode(state_dir: Path, default: str) -> str:
+    try:
+        mode = json.loads((state_dir / STOP_REQUEST_FILE).read_text()).get("mode")
+    except (OSError, ValueError, AttributeError):
+        return default
+    return mode if mode in ("flatten", "cancel-only", "leave") else default
+
+
+def _run_until_stopped(asys: Any, root: Any, cfg: Config, state_dir: Path, sigs: _Signals,
+                       wall_limit: float | None) -> int:
+    """Main loop: watch signals, the duration and the root; then the graceful stop."""
+    from supervision.logs import log_event
+
+    t0 = time.monotonic()
+    next_ping = t0 + 5.0
+    misses = 0
+    code = EXIT_OK
+    while sigs.count == 0:
+        time.sleep(0.1)
+        now = time.monotonic()
+        if wall_limit is not None and now - t0 >= wall_limit:
+            log_event("DURATION_REACHED", f"--duration reached after {now - t0:.1f}s")
+            break
+        if now >= next_ping:
+            next_ping = now + 5.0
+            misses = 0 if ping_root(asys, root) is not None else misses + 1
+            if misses >= 3:
+                log_event("ROOT_LOST", "root supervisor stopped answering; shutting down",
+                          level="CRITICAL")
+                code = EXIT_FAIL
+                break
+    mode = _requested_mode(state_dir, cfg.supervision.shutdown_mode)
+    first_count = sigs.count
+    log_event("SHUTDOWN", f"graceful shutdown (mode {mode})", mode=mode)
+    ok = stop_trading(asys, root, mode, cfg.supervision.shutdown_timeout_s,
+                      interrupted=lambda: sigs.count > max(first_count, 0)
+                      and sigs.last == signal.SIGINT)
+    if not ok and sigs.count > first_count:
+        log_event("SHUTDOWN_FORCED", "second interrupt: cancel-only, then persist and exit",
+                  level="WARNING")
+        ok = stop_trading(asys, root, "cancel-only", min(5.0, cfg.supervision.shutdown_timeout_s))
+    if not ok:
+        log_event("SHUTDOWN_INCOMPLETE", "not every symbol confirmed TradingStopped in time",
+                  level="WARNING")
+    return code

@@ -1,0 +1,114 @@
+"""Small GridActor subclasses for supervision tests, steered by marker files in
+``<state_dir>/ctl/`` (read by the actor processes, so a test can change behaviour at run time):
+
+* ``<symbol>.<role>.crash_on_start``: the process exits (``os._exit``) during every start;
+* ``<symbol>.<role>.hang``: the next Heartbeat hangs the actor (the marker is consumed first);
+* the gateway writes ``<symbol>.cancel_all`` when it receives ``CancelAllOrders``;
+* every actor writes ``<symbol>.<role>.stop.<mode>`` when it receives ``StopTrading``.
+
+Each actor counts its starts in its snapshot (``starts``), so a restart that restored the
+snapshot shows ``starts`` = previous + 1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from thespian.actors import ActorAddress
+
+from actors.base import GridActor
+from models.enums import TradingState
+from models.messages import (
+    CancelAllOrders,
+    Heartbeat,
+    ResumeTrading,
+    StopTrading,
+    TradingStateChanged,
+    TradingStopped,
+)
+
+
+class _Dummy(GridActor):
+    role = "dummy"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.starts = 0
+        self.ctl = Path(".")
+
+    def _marker(self, name: str) -> Path:
+        return self.ctl / f"{self.symbol or 'portfolio'}.{self.actor_name}.{name}"
+
+    def snapshot(self) -> bytes:
+        return json.dumps({"starts": self.starts}).encode()
+
+    def restore(self, blob: bytes | None) -> None:
+        if blob:
+            self.starts = int(json.loads(blob)["starts"])
+
+    def on_start(self) -> None:
+        assert self.store is not None
+        self.ctl = self.store.path.parent / "ctl"
+        if self._marker("crash_on_start").exists():
+            os._exit(3)
+        self.starts += 1
+        self.persist()
+
+    def receiveMsg_Heartbeat(self, msg: Heartbeat, sender: ActorAddress) -> None:
+        hang = self._marker("hang")
+        if hang.exists():
+            hang.unlink()
+            time.sleep(120)
+        super().receiveMsg_Heartbeat(msg, sender)
+
+    def receiveMsg_StopTrading(self, msg: StopTrading, sender: ActorAddress) -> None:
+        self._marker(f"stop.{msg.mode}").touch()
+        if self.role == "order":
+            self.send(sender, TradingStopped(symbol=self.symbol, open_orders=0))
+
+    def status(self) -> dict[str, Any]:
+        return {"restarts": self.restart_count, "starts": self.starts, "pid": os.getpid(),
+                "peers": sorted(self.peers)}
+
+
+class DummyGateway(_Dummy):
+    role = "gateway"
+
+    def receiveMsg_CancelAllOrders(self, msg: CancelAllOrders, sender: ActorAddress) -> None:
+        (self.ctl / f"{self.symbol}.cancel_all").write_text(msg.reason)
+
+
+class DummyOrder(_Dummy):
+    role = "order"
+
+
+class DummyRisk(_Dummy):
+    role = "risk"
+
+
+class DummyStrategy(_Dummy):
+    role = "strategy"
+
+
+class DummyPortfolio(_Dummy):
+    role = "portfolio"
+
+    def receiveMsg_ResumeTrading(self, msg: ResumeTrading, sender: ActorAddress) -> None:
+        self.send(sender, TradingStateChanged(state=TradingState.ACTIVE, reason=msg.reason))
+
+    def status(self) -> dict[str, Any]:
+        return {**super().status(), "equity": "1000", "leverage": 0.5, "leverage_cap": 6.0,
+                "trading_state": "ACTIVE"}
+
+
+CLASSES = {
+    "gateway": "dummy_actors.DummyGateway",
+    "order": "dummy_actors.DummyOrder",
+    "risk": "dummy_actors.DummyRisk",
+    "strategy": "dummy_actors.DummyStrategy",
+    "portfolio": "dummy_actors.DummyPortfolio",
+}
