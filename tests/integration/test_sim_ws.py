@@ -84,3 +84,23 @@ def test_no_events_without_a_closed_bar_and_subscribe_method() -> None:
 
     with Sim(spot=ROWS) as sim:
         asyncio.run(scenario(sim))
+
+
+def test_server_pings_and_connection_max_age() -> None:
+    async def scenario(sim: Sim) -> None:
+        import aiohttp
+        async with aiohttp.ClientSession() as s, s.ws_connect(
+                sim.urls.ws + "ws/btcusdt@kline_1m", autoping=False) as ws:
+            kinds = []
+            while True:
+                msg = await ws.receive(timeout=10)
+                kinds.append(msg.type)
+                if msg.type == aiohttp.WSMsgType.PING:
+                    await ws.pong(msg.data)
+                if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
+                    break
+            assert aiohttp.WSMsgType.PING in kinds
+            assert kinds[-1] in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+
+    with Sim(spot=ROWS, ws_ping_interval_s=0.2, ws_max_age_s=1.0) as sim:
+        asyncio.run(scenario(sim))
