@@ -207,6 +207,8 @@ class _Supervisor(ActorTypeDispatcher):
         child.killed = False
         child.reason = ""
         child.starts += 1
+        child.status = {}
+        child.snapshot_age_s = -1.0
         child.move(ChildState.STARTING)
         child.deadline = _now() + self.settings.start_timeout_s
         self.send(child.addr, self.start_message(child))
@@ -233,7 +235,7 @@ class _Supervisor(ActorTypeDispatcher):
         child.deadline = _now() + min(KILL_GRACE_S, child.spec.shutdown_timeout_s)
         self.hb.forget(child.name)
         _log("ACTOR_KILLING", f"removing {child.name}: {reason}", level="WARNING",
-             symbol=self.symbol, actor=child.name, reason=reason, pid=child.pid)
+             symbol=self.symbol, actor=child.name, reason=reason, actor_pid=child.pid)
         if child.addr is not None:
             self.send(child.addr, ActorExitRequest())
 
@@ -248,7 +250,7 @@ class _Supervisor(ActorTypeDispatcher):
         if pid and kill_pid(pid, parent=os.getpid()):
             child.killed = True
             _log("ACTOR_SIGKILLED", f"SIGKILL {child.name} (pid {pid})", level="WARNING",
-                 symbol=self.symbol, actor=child.name, pid=pid)
+                 symbol=self.symbol, actor=child.name, actor_pid=pid)
 
     def _ensure_ticking(self) -> None:
         if not self.ticking:
@@ -508,7 +510,7 @@ class SymbolSupervisor(_Supervisor):
             _log("ACTOR_RESTARTED", f"{child.name} restarted: {child.restart_reason}",
                  level="WARNING", symbol=self.symbol, actor=child.name,
                  reason=child.restart_reason, restart_count=child.restarts,
-                 restore_ms=round(msg.restore_ms, 3), pid=msg.pid)
+                 restore_ms=round(msg.restore_ms, 3), actor_pid=msg.pid)
             if self.parent is not None:
                 self.send(self.parent, ActorRestarted(
                     symbol=self.symbol, actor_name=child.name, reason=child.restart_reason,
@@ -527,7 +529,7 @@ class SymbolSupervisor(_Supervisor):
             self._maybe_finish_giving_up()
             return
         _log("ACTOR_FAILED", f"{child.name} failed: {reason}", level="WARNING",
-             symbol=self.symbol, actor=child.name, reason=reason, pid=child.pid)
+             symbol=self.symbol, actor=child.name, reason=reason, actor_pid=child.pid)
         if not should_restart(child.spec.restart, abnormal=True):
             return
         now = _now()
@@ -773,7 +775,7 @@ class RootSupervisor(_Supervisor):
                 _log("ACTOR_RESTARTED", f"portfolio restarted: {child.restart_reason}",
                      level="WARNING", actor="portfolio", reason=child.restart_reason,
                      restart_count=child.restarts, restore_ms=round(msg.restore_ms, 3),
-                     pid=msg.pid)
+                     actor_pid=msg.pid)
                 assert child.addr is not None
                 upd = UpdatePeers(peers={"portfolio": _pack(child.addr)})
                 for s in self.symbols:
@@ -789,7 +791,7 @@ class RootSupervisor(_Supervisor):
             _log("ACTOR_RESTARTED", f"{child.name} supervisor restarted: {child.restart_reason}",
                  level="WARNING", symbol=child.name, actor="supervisor",
                  reason=child.restart_reason, restart_count=child.restarts,
-                 restore_ms=round(msg.restore_ms, 3), pid=msg.pid)
+                 restore_ms=round(msg.restore_ms, 3), actor_pid=msg.pid)
         self._check_all_ready()
 
     def _wire_portfolio(self) -> None:
@@ -816,6 +818,12 @@ class RootSupervisor(_Supervisor):
         del self.restart_events[:-50]
 
     def receiveMsg_SymbolStopped(self, msg: SymbolStopped, sender: ActorAddress) -> None:
+        child = self._find(sender)
+        if child is not None and child.state == ChildState.STARTING:
+            # gave up during its first start: the supervisor lives on (status), never "ready"
+            child.move(ChildState.RUNNING)
+            child.addr = sender
+            self.hb.track(child.name, _now())
         self.symbol_state[msg.symbol] = "stopped"
         self.stop_reasons[msg.symbol] = msg.reason
         pf = self.children.get("portfolio")
