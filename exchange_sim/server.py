@@ -355,7 +355,6 @@ class SimServer:
             return
         events = eng.apply_funding(ev.symbol, ev.rate, ev.ts_ms)
         self.emit_user("futures", list(events))
-        logger.debug("funding {} {} at {}", ev.symbol, ev.rate, ev.ts_ms)
 
     def set_speed(self, speed: float | str) -> None:
         """Change replay speed (0 = paused, "max")."""

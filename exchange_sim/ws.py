@@ -106,8 +106,10 @@ class WsHub:
             out[k] = out.get(k, 0) + 1
         return out
 
-    def _send(self, c: Conn, text: str) -> None:
-        if c.closed or self.srv.faults.stalled():
+    def _send(self, c: Conn, text: str, force: bool = False) -> None:
+        """Queue ``text`` for ``c``; dropped while streams are stalled unless ``force`` (replies
+        to client requests still go out during a stall)."""
+        if c.closed or (self.srv.faults.stalled() and not force):
             return
         try:
             c.queue.put_nowait(text)
@@ -217,10 +219,11 @@ class WsHub:
         try:
             msg = _dec.decode(text)
         except msgspec.DecodeError:
-            self._send(c, _enc.encode({"error": {"code": 3, "msg": "Invalid JSON"}}).decode())
+            self._send(c, _enc.encode({"error": {"code": 3, "msg": "Invalid JSON"}}).decode(),
+                       force=True)
             return
         if c.kind == "ws_api":
-            self._send(c, _enc.encode(self._ws_api(c, msg)).decode())
+            self._send(c, _enc.encode(self._ws_api(c, msg)).decode(), force=True)
             return
         mid = msg.get("id") if isinstance(msg, dict) else None
         method = msg.get("method") if isinstance(msg, dict) else None
@@ -240,7 +243,7 @@ class WsHub:
             out = {"result": sorted(c.streams), "id": mid}
         else:
             out = {"error": {"code": 2, "msg": "Invalid request: unknown method"}, "id": mid}
-        self._send(c, _enc.encode(out).decode())
+        self._send(c, _enc.encode(out).decode(), force=True)
 
     def _ws_api(self, c: Conn, msg: Any) -> dict[str, Any]:
         mid = msg.get("id") if isinstance(msg, dict) else None

@@ -124,7 +124,15 @@ def test_drop_stall_and_expire_streams(sim: Sim) -> None:
 
 
 def test_fault_log_status_and_validation(sim: Sim) -> None:
-    sim.fault(type="force_429", count=3)
+    from loguru import logger
+    lines: list[str] = []
+    sink = logger.add(lambda m: lines.append(str(m)), level="WARNING")
+    try:
+        sim.fault(type="force_429", count=3)
+    finally:
+        logger.remove(sink)
+    logged = [json.loads(x[x.index("{"):]) for x in lines if "FAULT_INJECTED" in x]
+    assert logged and logged[0]["event"] == "FAULT_INJECTED" and logged[0]["count"] == 3
     st = sim.admin("status")
     assert st["faults"]["forced_pending"] == [429, 429, 429]
     assert st["fault_history"][-1]["type"] == "force_429"
