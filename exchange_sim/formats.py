@@ -97,19 +97,24 @@ def spot_trade(f: Any) -> dict[str, Any]:
     }
 
 
-def execution_report(ev: Any, event_time: int) -> dict[str, Any]:
-    """Spot ``executionReport`` for an engine ``OrderEvent``."""
+def execution_report(ev: Any, event_time: int, cancel_cid: str | None = None
+                     ) -> dict[str, Any]:
+    """Spot ``executionReport`` for an engine ``OrderEvent``. As on Binance, a CANCELED report
+    carries the cancel request's client id in ``c`` and the order's own in ``C``."""
     o, f = ev.order, ev.fill
     exec_type = ev.exec_type
     if exec_type == "AMENDMENT":
         exec_type = "REPLACED"
     last_qty = f.qty if f else ZERO
     last_px = f.price if f else ZERO
+    c, orig = o.client_order_id, ""
+    if ev.exec_type == "CANCELED":
+        c, orig = cancel_cid or f"sim-cxl-{o.order_id}", o.client_order_id
     return {
-        "e": "executionReport", "E": event_time, "s": o.symbol, "c": o.client_order_id,
+        "e": "executionReport", "E": event_time, "s": o.symbol, "c": c,
         "S": _v(o.side), "o": _v(o.type), "f": _v(o.tif) or "GTC", "q": s8(o.orig_qty),
         "p": s8(o.price), "P": s8(o.stop_price), "F": s8(None), "g": -1,
-        "C": getattr(ev, "orig_client_order_id", "") or "", "x": exec_type, "X": o.status,
+        "C": orig, "x": exec_type, "X": o.status,
         "r": getattr(ev, "reject_reason", None) or "NONE", "i": o.order_id, "l": s8(last_qty),
         "z": s8(o.executed_qty), "L": s8(last_px), "n": s8(f.commission if f else ZERO),
         "N": f.commission_asset if f else None, "T": ev.time_ms,

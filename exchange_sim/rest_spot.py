@@ -128,8 +128,8 @@ def cancel_order(srv: SimServer, req: Req) -> dict:
     """DELETE /api/v3/order."""
     o, events = srv.engines["spot"].cancel_order(req.account, _symbol(srv, req), **_ids(req),
                                                   ts_ms=req.now)
-    srv.emit_user("spot", list(events))
     new_cid = req.get("newClientOrderId") or f"sim-cxl-{o.order_id}"
+    srv.emit_user("spot", list(events), cancel_cid=new_cid)
     return formats.spot_cancel(o, o.client_order_id, new_cid, req.now)
 
 
@@ -238,7 +238,7 @@ def cancel_replace(srv: SimServer, req: Req) -> dict:
             cancel_client_order_id=ids["client_order_id"], new_order=kw, mode=mode,
             ts_ms=req.now)
     except CancelReplaceError as e:
-        srv.emit_user("spot", list(e.events))
+        srv.emit_user("spot", list(e.events), cancel_cid=cxl_cid)
         data = {
             "cancelResult": e.cancel_result, "newOrderResult": e.new_order_result,
             "cancelResponse": cxl(e.cancelled) if e.cancelled is not None
@@ -249,7 +249,7 @@ def cancel_replace(srv: SimServer, req: Req) -> dict:
         }
         raise ApiError(e.http_status, e.code, e.msg, data=data) from None
     events = list(events)
-    srv.emit_user("spot", events)
+    srv.emit_user("spot", events, cancel_cid=cxl_cid)
     return {
         "cancelResult": "SUCCESS", "newOrderResult": "SUCCESS", "cancelResponse": cxl(canceled),
         "newOrderResponse": formats.spot_order(new, fills=_fills_of(events, new.order_id)),

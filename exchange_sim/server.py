@@ -414,13 +414,14 @@ class SimServer:
                 await asyncio.sleep(0.1)
 
     # -- user events --------------------------------------------------------------------------
-    def emit_user(self, market: str, events: list[Any]) -> None:
-        """Turn engine events into user-stream payloads for their accounts."""
+    def emit_user(self, market: str, events: list[Any], cancel_cid: str | None = None) -> None:
+        """Turn engine events into user-stream payloads for their accounts (``cancel_cid``: the
+        client id of the cancel request that caused CANCELED events, spot)."""
         now = self.now_ms()
         for ev in events:
             if hasattr(ev, "exec_type"):
                 acct = ev.order.account
-                payload = (formats.execution_report(ev, now) if market == "spot"
+                payload = (formats.execution_report(ev, now, cancel_cid) if market == "spot"
                            else formats.order_trade_update(ev, now))
             elif hasattr(ev, "reason"):
                 acct = ev.account

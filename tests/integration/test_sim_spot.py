@@ -65,6 +65,14 @@ def test_limit_buy_partial_fill_fill_balances_and_user_stream() -> None:
             assert bal["USDT"] == (D("9501"), D(0))
             assert bal["BTC"] == (D("0.01") - fee, D(0))
             assert fee == D("0.00001")
+
+            # a cancel: Binance puts the cancel request's id in "c", the order's in "C"
+            await c.create_order(symbol=SYM, side="SELL", type="LIMIT", timeInForce="GTC",
+                                 quantity="0.005", price="52000", newClientOrderId="grid-2")
+            await c.cancel_order(symbol=SYM, origClientOrderId="grid-2",
+                                 newClientOrderId="cxl-2")
+            er = (await recv_until(us, lambda m: m.get("x") == "CANCELED"))[-1]
+            assert (er["X"], er["c"], er["C"]) == ("CANCELED", "cxl-2", "grid-2")
         await c.close_connection()
 
     with Sim(spot=_rows()) as sim:
