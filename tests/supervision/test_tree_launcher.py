@@ -1,0 +1,163 @@
+"""The launcher and the operator commands, end to end in subprocesses (python run.py ...)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import dummy_actors
+import pytest
+
+import run
+from supervision import launcher, netsec
+
+REPO = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+
+
+def _config(tmp: Path, **sup: Any) -> Path:
+    cfg = {
+        "portfolio": {"symbols": ["BTCUSDT", "ETHUSDT"],
+                      "weights": {"BTCUSDT": 0.6, "ETHUSDT": 0.4},
+                      "markets": {"BTCUSDT": "futures", "ETHUSDT": "futures"}},
+        "supervision": {"heartbeat_interval_s": 0.3, "heartbeat_timeout_s": 2.0,
+                        "restart_backoff_s": 0.05, "shutdown_timeout_s": 5.0, **sup},
+    }
+    path = tmp / "cfg.json"
+    path.write_text(json.dumps(cfg))
+    return path
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(HERE), str(REPO), env.get("PYTHONPATH", "")])
+    env["GRIDBOT_ACTOR_CLASSES"] = json.dumps(dummy_actors.CLASSES)
+    return env
+
+
+def _cli(*argv: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(REPO / "run.py"), *argv], capture_output=True,
+                          text=True, timeout=timeout, env=_env(), cwd=str(REPO))
+
+
+class Bot:
+    def __init__(self, tmp: Path, **sup: Any) -> None:
+        self.state = tmp / "state"
+        (self.state / "ctl").mkdir(parents=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, str(REPO / "run.py"), "run", "--config", str(_config(tmp, **sup)),
+             "--state-dir", str(self.state), "--log-dir", str(tmp / "logs")],
+            env=_env(), cwd=str(REPO), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 40
+        while launcher.bot_is_running(self.state) is None:
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.kill()
+                raise AssertionError(f"bot did not start: {self.proc.communicate()}")
+            time.sleep(0.1)
+        self.info = launcher.read_bot_file(self.state) or {}
+
+    def wait(self, timeout: float = 40) -> int:
+        try:
+            return self.proc.wait(timeout)
+        finally:
+            self.kill()
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        sid = getattr(self, "info", {}).get("session")
+        launcher.kill_session(sid, 0.5)
+
+
+@pytest.fixture
+def bot(tmp_path: Path) -> Any:
+    b = Bot(tmp_path)
+    yield b
+    b.kill()
+
+
+def test_status_stop_resume_without_a_bot_say_so(tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    for cmd in ("status", "stop", "resume"):
+        assert run.main([cmd, "--state-dir", str(tmp_path)]) == 1
+        assert f"no gridbot is running (state dir {tmp_path})" in capsys.readouterr().err
+
+
+def test_stale_bot_file_is_not_a_running_bot(tmp_path: Path) -> None:
+    launcher.write_bot_file(tmp_path, {"pid": 1, "admin_port": netsec.free_port()})
+    assert launcher.bot_is_running(tmp_path) is None
+    assert run.main(["status", "--state-dir", str(tmp_path)]) == 1
+
+
+def test_bad_config_exits_2_listing_every_error(tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"supervision": {"max_restarts": -1, "heartbeat_timeout_s": 0.1},
+                               "nonsense": 1}))
+    assert run.main(["run", "--config", str(bad), "--state-dir", str(tmp_path / "s")]) == 2
+    err = capsys.readouterr().err
+    assert "$.nonsense: unknown key" in err
+    assert not (tmp_path / "s").exists()  # nothing started
+    bad.write_text(json.dumps({"supervision": {"max_restarts": -1, "heartbeat_timeout_s": 0.1}}))
+    assert run.main(["run", "--config", str(bad), "--state-dir", str(tmp_path / "s")]) == 2
+    err = capsys.readouterr().err
+    assert "max_restarts" in err and "heartbeat_timeout_s" in err
+
+
+def test_corrupt_state_db_refuses_to_start_and_is_untouched(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    db = state / "BTCUSDT.db"
+    db.write_bytes(b"this is not sqlite" * 100)
+    before = db.read_bytes()
+    assert run.main(["run", "--config", str(_config(tmp_path)), "--state-dir", str(state)]) == 1
+    assert "BTCUSDT.db" in capsys.readouterr().err
+    assert db.read_bytes() == before
+    assert sorted(p.name for p in state.iterdir()) == ["BTCUSDT.db"]
+
+
+def test_status_json_then_stop_with_mode(bot: Bot) -> None:
+    res = _cli("status", "--json", "--state-dir", str(bot.state))
+    assert res.returncode == 0, res.stderr
+    data = json.loads(res.stdout)
+    assert data["bot"]["pid"] == bot.proc.pid
+    for sym in ("BTCUSDT", "ETHUSDT"):
+        acts = data["symbols"][sym]["tree"]["actors"]
+        assert [a["name"] for a in acts] == ["gateway", "order", "risk", "strategy"]
+        assert all(a["pid"] > 0 and a["state"] == "running" for a in acts)
+    assert data["portfolio"]["status"]["leverage_cap"] == 6.0
+    # the launcher's own sockets are loopback-only too
+    assert all(h == "127.0.0.1" for h, _ in netsec.listening_sockets(bot.proc.pid))
+
+    text = _cli("status", "--state-dir", str(bot.state))
+    assert text.returncode == 0 and "BTCUSDT  running" in text.stdout
+    assert "leverage 0.5 / cap 6.0" in text.stdout
+
+    res = _cli("stop", "--mode", "cancel-only", "--state-dir", str(bot.state))
+    assert res.returncode == 0, res.stderr
+    assert bot.wait() == 0
+    assert (bot.state / "ctl" / "BTCUSDT.order.stop.cancel-only").exists()
+    assert (bot.state / "ctl" / "ETHUSDT.order.stop.cancel-only").exists()
+    assert not (bot.state / launcher.BOT_FILE).exists()
+    assert netsec.session_pids(bot.info["session"]) == []
+
+
+def test_sigint_flattens_persists_and_exits_0(bot: Bot) -> None:
+    bot.proc.send_signal(signal.SIGINT)
+    assert bot.wait() == 0
+    assert (bot.state / "ctl" / "BTCUSDT.order.stop.flatten").exists()
+    assert not (bot.state / launcher.BOT_FILE).exists()
+    assert netsec.session_pids(bot.info["session"]) == []
+    from supervision.store import StateStore
+
+    for sym in ("BTCUSDT", "ETHUSDT"):
+        with StateStore(bot.state / f"{sym}.db") as s:
+            assert set(s.snapshot_ages()) == {"gateway", "order", "risk", "strategy"}
