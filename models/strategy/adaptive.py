@@ -41,7 +41,7 @@ from models.strategy.types import (
 from models.strategy.weights import Weights, default_weights
 
 SNAPSHOT_VERSION = 1
-_VALUE_FIELDS = tuple(s for s in StrategyValues.__slots__ if s != "feature_names")
+_VALUE_FIELDS = tuple(s for s in StrategyValues.__struct_fields__ if s != "feature_names")
 
 
 class AdaptiveStrategy(Stateful):

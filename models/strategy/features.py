@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 
-from models.strategy.indicators import ADX, ATR, EMA, EWZ, RSI, BarAggregator, Lag, RollingMeanStd, RollingSum
+from models.strategy.indicators import ADX, ATR, EMA, EWZ, RSI, BarAggregator, RollingMeanStd
 from models.strategy.params import StrategyParams
 from models.strategy.snapshot import Stateful
 
@@ -25,6 +25,8 @@ FEATURE_NAMES: tuple[str, ...] = (
 F_MOM_S, F_MOM_M, F_MOM_L, F_TGAP, F_TSLOPE, F_STRETCH, F_RSI, F_ATRPCT, F_VOLRATIO, \
     F_VOLUME, F_FUND, F_FUNDG, F_CME, F_WEEKEND = range(len(FEATURE_NAMES))
 NF = len(FEATURE_NAMES)
+# base-timeframe features normalised in FeatureEngine.update, in the order of its raw list
+_BASE_IDX = (F_MOM_S, F_MOM_M, F_MOM_L, F_VOLRATIO, F_ATRPCT, F_RSI, F_STRETCH, F_VOLUME)
 MINUTE_MS = 60_000
 DAY_MS = 86_400_000
 FUNDING_NORM_SPAN = 21  # settlements (one week at 8 h)
@@ -39,9 +41,10 @@ class FeatureEngine(Stateful):
     """Incremental feature computation for one symbol."""
 
     __slots__ = ("base_ms", "trend_ms", "count", "warmup", "prev_close", "close", "spans",
-                 "lags", "rv_span", "rv_short", "rv_long", "n_rv_short", "n_rv_long", "atr",
-                 "rsi", "bb", "vol", "agg", "ema_f", "ema_s", "ema_f_prev", "atr_t", "adx",
-                 "norms", "feats", "fund_hist", "weekend", "last_open_ms")
+                 "n_rv_short", "n_rv_long", "wins", "cbuf", "rbuf", "rpos", "wsum", "since",
+                 "atr", "rsi", "bb", "vol", "agg", "ema_f", "ema_s", "ema_f_prev", "atr_t",
+                 "adx", "norms", "nmean", "nvar", "ncount", "alpha", "clip", "feats",
+                 "fund_hist", "last_open_ms")
 
     def __init__(self, params: StrategyParams, base_interval_ms: int) -> None:
         p = params
@@ -54,12 +57,15 @@ class FeatureEngine(Stateful):
         self.prev_close = math.nan
         self.close = math.nan
         self.spans = [bars_for(m, base_interval_ms) for m in p.momentum_spans_minutes]
-        self.lags = [Lag(n) for n in self.spans]
-        self.rv_span = [RollingSum(n) for n in self.spans]
         self.n_rv_short = bars_for(p.rv_short_minutes, base_interval_ms)
         self.n_rv_long = bars_for(p.rv_long_minutes, base_interval_ms)
-        self.rv_short = RollingSum(self.n_rv_short)
-        self.rv_long = RollingSum(self.n_rv_long)
+        # one ring of closes and one of squared log returns; windows: 3 spans, rv short, long
+        self.wins = [*self.spans, self.n_rv_short, self.n_rv_long]
+        self.cbuf = [math.nan] * (max(self.spans) + 1)
+        self.rbuf = [0.0] * max(self.wins)
+        self.rpos = 0
+        self.wsum = [0.0] * 5
+        self.since = 0
         self.atr = ATR(p.atr_period)
         self.rsi = RSI(p.rsi_period)
         self.bb = RollingMeanStd(p.bb_window)
@@ -76,10 +82,15 @@ class FeatureEngine(Stateful):
         spans = [span_base] * NF
         spans[F_TGAP] = spans[F_TSLOPE] = span_trend
         spans[F_FUND] = spans[F_FUNDG] = FUNDING_NORM_SPAN
+        # normaliser state, one slot per feature (same recursion as indicators.EWZ)
         self.norms = [EWZ(s, clip) for s in spans]
+        self.alpha = [2.0 / (x + 1.0) for x in spans]
+        self.nmean = [0.0] * NF
+        self.nvar = [0.0] * NF
+        self.ncount = [0] * NF
+        self.clip = clip
         self.feats = [0.0] * NF
         self.fund_hist: list[float] = []
-        self.weekend = 0.0
         self.last_open_ms = -1
 
     # -- optional external inputs -------------------------------------------------------------
@@ -106,46 +117,106 @@ class FeatureEngine(Stateful):
             raise ValueError(f"bar {open_time_ms} is not after {self.last_open_ms}")
         self.last_open_ms = open_time_ms
         feats = self.feats
-        norms = self.norms
         pc = self.prev_close
         self.prev_close = c
         self.close = c
         r = math.log(c / pc) if pc == pc else 0.0
         r2 = r * r
+        cnt = self.count + 1  # bars seen including this one
+        # rolling sums of r^2 over the five windows (ring of the last max-window values)
+        rbuf = self.rbuf
+        R = len(rbuf)
+        pos = self.rpos
+        wsum = self.wsum
+        for k, n in enumerate(self.wins):
+            wsum[k] += r2 - (rbuf[(pos - n) % R] if cnt > n else 0.0)
+        rbuf[pos] = r2
+        self.rpos = (pos + 1) % R
+        self.since += 1
+        if self.since >= R:
+            self._resum()
+        cbuf = self.cbuf
+        M = len(cbuf)
+        cpos = (cnt - 1) % M
+        cbuf[cpos] = c
+        raw = [math.nan] * 8  # base-timeframe features, in _BASE_IDX order
         for j in range(3):
-            old = self.lags[j].update(c)
-            rv = self.rv_span[j].update(r2)
-            if old == old and rv > 0.0:
-                feats[j] = norms[j].update(math.log(c / old) / math.sqrt(rv))
-        rs = self.rv_short.update(r2)
-        rl = self.rv_long.update(r2)
-        if rl > 0.0 and self.count >= self.n_rv_short:
-            ratio = math.sqrt((rs / self.rv_short.count) / (rl / self.rv_long.count))
-            feats[F_VOLRATIO] = norms[F_VOLRATIO].update(ratio)
+            n = self.spans[j]
+            if cnt > n:
+                rv = wsum[j]
+                if rv > 0.0:
+                    raw[j] = math.log(c / cbuf[(cpos - n) % M]) / math.sqrt(rv)
+        if cnt > self.n_rv_short:
+            rl = wsum[4]
+            if rl > 0.0:
+                nl = self.n_rv_long
+                raw[3] = math.sqrt((wsum[3] / self.n_rv_short) / (rl / (nl if cnt > nl else cnt)))
         atr = self.atr.update(h, lo, c)
         if atr == atr:
-            feats[F_ATRPCT] = norms[F_ATRPCT].update(atr / c)
+            raw[4] = atr / c
         rsi = self.rsi.update(c)
         if rsi == rsi:
-            feats[F_RSI] = norms[F_RSI].update(rsi - 50.0)
+            raw[5] = rsi - 50.0
         bb = self.bb
         bb.update(c)
-        if bb.full:
+        if bb.count == bb.n:
             sd = bb.std
             if sd > 0.0:
-                feats[F_STRETCH] = norms[F_STRETCH].update((c - bb.mean) / sd)
+                raw[6] = (c - bb.mean) / sd
         vol = self.vol
         vol.update(v)
         if vol.count >= 2:
             sd = vol.std
             if sd > 0.0:
-                feats[F_VOLUME] = norms[F_VOLUME].update((v - vol.mean) / sd)
-        for (to, th, tl, tc, _tv) in self.agg.update(open_time_ms, o, h, lo, c, v):
-            self._trend_bar(to, th, tl, tc)
-        day = open_time_ms // DAY_MS
-        feats[F_WEEKEND] = 1.0 if (day + 3) % 7 >= 5 else 0.0
-        self.count += 1
-        return self.count >= self.warmup and atr == atr and self.atr_t.value == self.atr_t.value
+                raw[7] = (v - vol.mean) / sd
+        nmean, nvar, ncount, alpha = self.nmean, self.nvar, self.ncount, self.alpha
+        clip = self.clip
+        for i, x in zip(_BASE_IDX, raw, strict=True):
+            if x != x:
+                continue
+            m = nmean[i]
+            if ncount[i] == 0:
+                nmean[i] = x
+                feats[i] = 0.0
+            else:
+                va = nvar[i]
+                if va > 0.0:
+                    z = (x - m) / math.sqrt(va)
+                    z = clip if z > clip else (-clip if z < -clip else z)
+                    feats[i] = math.tanh(0.5 * z)
+                else:
+                    feats[i] = 0.0
+                a = alpha[i]
+                d = x - m
+                nmean[i] = m + a * d
+                nvar[i] = (1.0 - a) * (va + a * d * d)
+            ncount[i] += 1
+        if (open_time_ms + self.base_ms) % self.trend_ms == 0 or \
+                open_time_ms // self.trend_ms != self.agg.bucket:
+            for (to, th, tl, tc, _tv) in self.agg.update(open_time_ms, o, h, lo, c, v):
+                self._trend_bar(to, th, tl, tc)
+        else:  # inside a trend bar: just extend it
+            agg = self.agg
+            if h > agg.h:
+                agg.h = h
+            if lo < agg.lo:
+                agg.lo = lo
+            agg.c = c
+            agg.v += v
+        feats[F_WEEKEND] = 1.0 if (open_time_ms // DAY_MS + 3) % 7 >= 5 else 0.0
+        self.count = cnt
+        return cnt >= self.warmup and atr == atr and self.atr_t.rma.value == self.atr_t.rma.value
+
+    def _resum(self) -> None:
+        """Recompute the window sums exactly (amortised O(1): once per ring length)."""
+        rbuf = self.rbuf
+        R = len(rbuf)
+        pos = self.rpos
+        filled = min(self.count + 1, R)
+        for k, n in enumerate(self.wins):
+            m = min(n, filled)
+            self.wsum[k] = math.fsum(rbuf[(pos - 1 - j) % R] for j in range(m))
+        self.since = 0
 
     def _trend_bar(self, o: float, h: float, lo: float, c: float) -> None:
         ef = self.ema_f.update(c)

@@ -187,7 +187,8 @@ def _emit(ss: SideState, res: PlanResult, key: str, side: Side, kind: str, price
           qty_f: float, reduce_only: bool, filters: SymbolFilters, reason: str,
           ctx: dict[str, float] | None, v: StrategyValues,
           order_type: OrderType = OrderType.LIMIT) -> DesiredOrder | None:
-    """Build (or reuse) the DesiredOrder for a key; None when below the filters' minimums."""
+    """Build (or reuse) the DesiredOrder for a key; None when below the filters' minimums.
+    ``ctx`` (extra context) is only used when the order is (re)built."""
     hit = ss._cache.get(key)
     if hit is not None and hit[0] == price_f and hit[1] == qty_f:
         d = hit[2]
@@ -200,7 +201,7 @@ def _emit(ss: SideState, res: PlanResult, key: str, side: Side, kind: str, price
             return None
         d = DesiredOrder(key=key, side=side, kind=kind, price=price, qty=qty,
                          reduce_only=reduce_only, order_type=order_type, reason=reason,
-                         context=ctx if ctx is not None else _ctx(v))
+                         context=_ctx(v, **ctx) if ctx is not None else _ctx(v))
         ss._cache[key] = (price_f, qty_f, d)
     res.desired.append(d)
     return d
@@ -254,7 +255,7 @@ def plan_orders(v: StrategyValues, st: PlannerState, market: MarketView,
                     ss.cooldown_until = st.bar_index + p.sl_cooldown_bars
                     _emit(ss, res, f"SL-{tag}", exit_side, KIND_SL, 0.0, q, not spot, filters,
                           "hard_stop" if hard else "conviction_decay",
-                          _ctx(v, entry_conv=ss.entry_conv, decay_bars=ss.decay), v,
+                          {"entry_conv": ss.entry_conv, "decay_bars": ss.decay}, v,
                           OrderType.MARKET)
         # -- take-profit -----------------------------------------------------------------
         if q > 0.0 and not exiting:
@@ -333,9 +334,14 @@ def plan_orders(v: StrategyValues, st: PlannerState, market: MarketView,
             if used + notional > budget * (1.0 + 1e-9):
                 res.skipped.append((tag, "budget"))
                 break
-            d = _emit(ss, res, key, entry_side, KIND_ENTRY, lp, qty, False, filters, "grid",
-                      _ctx(v, spacing=ss.spacing, size_quote=quote, imbalance=side_imb,
-                           level=idx + sgn), v)
+            hit = ss._cache.get(key)
+            if hit is not None and hit[0] == lp and hit[1] == qty:
+                d = hit[2]
+                res.desired.append(d)
+            else:
+                d = _emit(ss, res, key, entry_side, KIND_ENTRY, lp, qty, False, filters, "grid",
+                          {"spacing": ss.spacing, "size_quote": quote, "imbalance": side_imb,
+                           "level": idx + sgn}, v)
             if d is None:
                 res.skipped.append((tag, "below_min_notional"))
                 continue

@@ -47,8 +47,9 @@ class StaticGridStrategy(Stateful):
     against)."""
 
     __slots__ = ("params", "symbol", "base_ms", "seed", "warm", "start", "base_quote", "held",
-                 "fill_px", "atr", "last_close", "last_ts", "skipped")
-    _transient = ("params", "skipped")
+                 "fill_px", "atr", "last_close", "last_ts", "skipped", "ver", "_sig", "_out",
+                 "_levels")
+    _transient = ("params", "skipped", "_sig", "_out", "_levels")
 
     def __init__(self, params: StrategyParams, symbol: str, base_interval_ms: int,
                  seed: int = 0, initial_weights: Any = None) -> None:
@@ -68,6 +69,13 @@ class StaticGridStrategy(Stateful):
         self.last_close = math.nan
         self.last_ts = 0
         self.skipped: list[tuple[str, str]] = []
+        self.ver = 0  # bumped by every fill: part of the plan memo key
+        self._after_restore()
+
+    def _after_restore(self) -> None:
+        self._sig: tuple | None = None
+        self._out: list[DesiredOrder] = []
+        self._levels: dict[Market, list[tuple[str, Side, float]]] = {}
 
     # -- Strategy interface ------------------------------------------------------------------
     def on_bar(self, bar: Bar) -> StrategyValues | None:
@@ -85,6 +93,12 @@ class StaticGridStrategy(Stateful):
         """(key, entry side, price) of every level; empty before the start price is set."""
         if self.start <= 0.0:
             return []
+        hit = self._levels.get(market_type)
+        if hit is None:
+            hit = self._levels[market_type] = self._make_levels(market_type)
+        return hit
+
+    def _make_levels(self, market_type: Market) -> list[tuple[str, Side, float]]:
         g = self.params.static_grid
         out = [(f"L-{i}", Side.BUY, self.start * (1.0 - i * g.spacing_pct))
                for i in range(1, g.levels + 1)]
@@ -99,10 +113,20 @@ class StaticGridStrategy(Stateful):
         """Entries on idle levels, a TP on each filled level."""
         g = self.params.static_grid
         P = market.last_price
-        self.skipped = []
         if not P > 0.0:
+            self.skipped = []
             return []
-        if self.start <= 0.0:
+        if self.start > 0.0:
+            # the plan only depends on which levels the market is through, the fills and risk
+            through = 0
+            for _k, side, lp in self.levels(market_type):
+                if (lp - P) * side.sign >= 0.0:
+                    through += 1 if side is Side.BUY else 1000
+            sig = (through, self.ver, market_type, risk.size_factor, risk.entries_allowed,
+                   risk.max_long_notional, risk.max_short_notional, filters)
+            if sig == self._sig:
+                return list(self._out)
+        else:
             self.start = P
             if g.order_quote > 0.0:
                 self.base_quote = g.order_quote
@@ -110,6 +134,8 @@ class StaticGridStrategy(Stateful):
                 self.base_quote = g.order_fraction * risk.equity
             else:
                 self.base_quote = max(risk.max_long_notional, risk.max_short_notional) / g.levels
+            sig = None
+        self.skipped = []
         out: list[DesiredOrder] = []
         used = {Side.BUY: 0.0, Side.SELL: 0.0}
         for key, side, lp in self.levels(market_type):
@@ -149,6 +175,12 @@ class StaticGridStrategy(Stateful):
             used[side] += float(price * qty)
             out.append(DesiredOrder(key=key, side=side, kind=KIND_ENTRY, price=price, qty=qty,
                                     reduce_only=False, reason="grid", context=ctx))
+        if sig is None:  # first plan: the levels exist only now
+            through = sum((1 if sd is Side.BUY else 1000)
+                          for _k, sd, lp in self.levels(market_type) if (lp - P) * sd.sign >= 0.0)
+            sig = (through, self.ver, market_type, risk.size_factor, risk.entries_allowed,
+                   risk.max_long_notional, risk.max_short_notional, filters)
+        self._sig, self._out = sig, list(out)
         return out
 
     def plan_actions(self, market: MarketView, position: PositionView,
@@ -172,6 +204,7 @@ class StaticGridStrategy(Stateful):
         if lvl is None:
             return
         h = self.held.get(lvl, _ZERO)
+        self.ver += 1
         if kind == KIND_ENTRY:
             old = float(h)
             self.fill_px[lvl] = (self.fill_px.get(lvl, px) * old + px * float(q)) / (

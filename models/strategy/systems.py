@@ -16,31 +16,39 @@ from collections.abc import Sequence
 class SystemSpec:
     """Sparse weight vector of one system (indices and weights of its non-zero features)."""
 
-    __slots__ = ("idx", "w", "absw")
+    __slots__ = ("idx", "w", "absw", "pairs")
 
     def __init__(self, weights: Sequence[float]) -> None:
         self.idx = tuple(i for i, w in enumerate(weights) if w != 0.0)
         self.w = tuple(float(weights[i]) for i in self.idx)
         self.absw = tuple(abs(w) for w in self.w)
+        self.pairs = tuple(zip(self.idx, self.w, strict=True))
 
 
 def bias_share(spec: SystemSpec, f: Sequence[float], bias_gain: float,
                strength_gain: float) -> tuple[float, float, float]:
     """Return (b, share * strength, x) for feature vector ``f``."""
+    conts = [w * f[i] for i, w in spec.pairs]
     x = 0.0
-    for i, w in zip(spec.idx, spec.w, strict=False):
-        x += w * f[i]
-    agree = tot = 0.0
-    pos = x > 0.0
-    for i, w, aw in zip(spec.idx, spec.w, spec.absw, strict=False):
-        cont = w * f[i]
-        if cont != 0.0:
-            tot += aw
-            if (cont > 0.0) == pos:
-                agree += aw
-    if tot == 0.0 or x == 0.0:
+    for cv in conts:
+        x += cv
+    if x == 0.0:
         return 0.0, 0.0, x
-    ax = x if x > 0.0 else -x
+    agree = tot = 0.0
+    if x > 0.0:
+        for cv, aw in zip(conts, spec.absw, strict=True):
+            if cv != 0.0:
+                tot += aw
+                if cv > 0.0:
+                    agree += aw
+        ax = x
+    else:
+        for cv, aw in zip(conts, spec.absw, strict=True):
+            if cv != 0.0:
+                tot += aw
+                if cv < 0.0:
+                    agree += aw
+        ax = -x
     return math.tanh(bias_gain * x), (agree / tot) * (1.0 - math.exp(-strength_gain * ax)), x
 
 

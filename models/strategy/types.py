@@ -116,35 +116,28 @@ class OrderActions(msgspec.Struct, kw_only=True):
         return not (self.place or self.modify or self.cancel)
 
 
-class StrategyValues:
-    """Per-bar output: the six system values, L/S, normalised features, ATR and spacings."""
+class StrategyValues(msgspec.Struct, gc=False):
+    """Per-bar output: the six system values, L/S, normalised features (in ``feature_names``
+    order), the grid ATR, ADX, spacings at zero imbalance and the entry-filter verdicts."""
 
-    __slots__ = ("ts_ms", "b_up", "c_up", "b_down", "c_down", "b_neu", "c_neu", "L", "S",
-                 "features", "feature_names", "atr", "adx", "spacing_long", "spacing_short",
-                 "long_ok", "short_ok", "close")
-
-    def __init__(self, ts_ms: int, b_up: float, c_up: float, b_down: float, c_down: float,
-                 b_neu: float, c_neu: float, L: float, S: float, features: tuple[float, ...],
-                 feature_names: tuple[str, ...], atr: float, adx: float, spacing_long: float,
-                 spacing_short: float, long_ok: bool, short_ok: bool, close: float) -> None:
-        self.ts_ms = ts_ms
-        self.b_up = b_up
-        self.c_up = c_up
-        self.b_down = b_down
-        self.c_down = c_down
-        self.b_neu = b_neu
-        self.c_neu = c_neu
-        self.L = L
-        self.S = S
-        self.features = features
-        self.feature_names = feature_names
-        self.atr = atr
-        self.adx = adx
-        self.spacing_long = spacing_long
-        self.spacing_short = spacing_short
-        self.long_ok = long_ok
-        self.short_ok = short_ok
-        self.close = close
+    ts_ms: int
+    b_up: float
+    c_up: float
+    b_down: float
+    c_down: float
+    b_neu: float
+    c_neu: float
+    L: float
+    S: float
+    features: tuple[float, ...]
+    feature_names: tuple[str, ...]
+    atr: float
+    adx: float
+    spacing_long: float
+    spacing_short: float
+    long_ok: bool
+    short_ok: bool
+    close: float
 
     def feature_dict(self) -> dict[str, float]:
         """Normalised features by name."""
@@ -152,8 +145,8 @@ class StrategyValues:
 
     def as_dict(self) -> dict[str, Any]:
         """Everything as a flat dict (the STRATEGY log event)."""
-        d = {k: getattr(self, k) for k in self.__slots__ if k not in ("features",
-                                                                       "feature_names")}
+        d = {k: getattr(self, k) for k in self.__struct_fields__
+             if k not in ("features", "feature_names")}
         d["features"] = self.feature_dict()
         return d
 

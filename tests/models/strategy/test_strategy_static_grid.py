@@ -69,3 +69,16 @@ def test_static_values_and_warm(bars_of, synth_rows):
     for b in bars_of(synth_rows(30), 60_000):
         v = s.on_bar(b)
     assert s.warm and v is not None and v.L == 0.0 and v.S == 0.0 and v.atr > 0
+
+
+def test_memoised_plan_follows_market_side(filters):
+    s = make_strategy(P, "BTCUSDT", 60_000)
+    s.plan(MarketView(last_price=100.0), PositionView(), [], RISK, filters, Market.FUTURES)
+    below = s.plan(MarketView(last_price=97.5), PositionView(), [], RISK, filters, Market.FUTURES)
+    above = s.plan(MarketView(last_price=102.5), PositionView(), [], RISK, filters,
+                   Market.FUTURES)
+    assert {o.key for o in below} == {"L-3", "S1", "S2", "S3"}  # buys above 97.5 wait
+    assert {o.key for o in above} == {"L-1", "L-2", "L-3", "S3"}
+    again = s.plan(MarketView(last_price=97.5), PositionView(), [], RISK, filters,
+                   Market.FUTURES)
+    assert again == below
