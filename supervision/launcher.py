@@ -240,7 +240,8 @@ def build_start_message(cfg: Config, state_dir: Path,
         trees=trees if trees is not None else build_tree_specs(cfg, classes),
         portfolio=portfolio if portfolio is not None else build_portfolio_spec(classes),
         config_json=config_to_json(cfg), state_dir=str(state_dir.resolve()),
-        settings=SupervisorSettings.from_config(cfg.supervision, cfg.logging.level, **settings))
+        settings=SupervisorSettings.from_config(cfg.supervision, cfg.logging.level, **settings),
+        launcher_pid=os.getpid())
 
 
 # -- run ----------------------------------------------------------------------------------------------

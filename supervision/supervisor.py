@@ -709,6 +709,7 @@ class RootSupervisor(_Supervisor):
         self.stop_pending = False
         self.resume_to: ActorAddress | None = None
         self.last_status: dict[str, Any] = {}
+        self.launcher_lost = False
 
     def receiveMsg_StartRootTree(self, msg: StartRootTree, sender: ActorAddress) -> None:
         if self.start_msg is not None:
@@ -867,8 +868,37 @@ class RootSupervisor(_Supervisor):
         else:
             self._create(child)
 
+    def after_tick(self, now: float) -> None:
+        pid = self.start_msg.launcher_pid if self.start_msg is not None else 0
+        if pid and not self.launcher_lost and netsec.proc_stat(pid) is None:
+            self.launcher_lost = True
+            _log("LAUNCHER_LOST", f"launcher pid {pid} is gone: persisting and stopping the "
+                 "actor system (restart the bot to recover and reconcile)", level="CRITICAL")
+            for c in self.children.values():
+                if c.addr is not None and c.state in (ChildState.STARTING, ChildState.RUNNING):
+                    self._stop(c)
+            self.wakeupAfter(max(2.0, self.settings.shutdown_timeout_s / 3),
+                             payload=("self-destruct",))
+
+    def _self_destruct(self) -> None:
+        try:
+            from loguru import logger
+
+            logger.complete()
+        finally:
+            # The admin called setsid(): every process of this actor system, and nothing else,
+            # is in our process group.
+            if os.getpgid(0) == os.getsid(0):
+                os.killpg(os.getpgid(0), signal.SIGKILL)
+            for pid in netsec.session_pids(os.getsid(0)):
+                if pid != os.getpid():
+                    kill_pid(pid)
+            os._exit(1)
+
     def on_wakeup(self, payload: tuple[Any, ...]) -> None:
-        if payload[0] == "restart":
+        if payload[0] == "self-destruct":
+            self._self_destruct()
+        elif payload[0] == "restart":
             c = self.children.get(payload[1])
             if c is not None and c.state == ChildState.STOPPED:
                 self._create(c)

@@ -183,6 +183,9 @@ class StartRootTree(msgspec.Struct, frozen=True, kw_only=True):
     state_dir: str
     settings: SupervisorSettings
     symbol_supervisor_class: str = SYMBOL_SUPERVISOR_CLASS
+    #: The launcher's pid: when it disappears (kill -9), the root takes the actor system down
+    #: so nothing trades unattended and a restart can recover (0: not watched).
+    launcher_pid: int = 0
 
 
 class UpdatePeers(msgspec.Struct, frozen=True, kw_only=True):

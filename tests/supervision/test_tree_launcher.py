@@ -47,13 +47,17 @@ def _cli(*argv: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
 
 
 class Bot:
+    """``python run.py run`` in its own session (like a service), with dummy actors."""
+
     def __init__(self, tmp: Path, **sup: Any) -> None:
         self.state = tmp / "state"
-        (self.state / "ctl").mkdir(parents=True)
+        (self.state / "ctl").mkdir(parents=True, exist_ok=True)
+        cfg = tmp / "cfg.json" if (tmp / "cfg.json").exists() and not sup else _config(tmp, **sup)
         self.proc = subprocess.Popen(
-            [sys.executable, str(REPO / "run.py"), "run", "--config", str(_config(tmp, **sup)),
+            [sys.executable, str(REPO / "run.py"), "run", "--config", str(cfg),
              "--state-dir", str(self.state), "--log-dir", str(tmp / "logs")],
-            env=_env(), cwd=str(REPO), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            env=_env(), cwd=str(REPO), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            start_new_session=True)
         deadline = time.monotonic() + 40
         while launcher.bot_is_running(self.state) is None:
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -161,3 +165,30 @@ def test_sigint_flattens_persists_and_exits_0(bot: Bot) -> None:
     for sym in ("BTCUSDT", "ETHUSDT"):
         with StateStore(bot.state / f"{sym}.db") as s:
             assert set(s.snapshot_ages()) == {"gateway", "order", "risk", "strategy"}
+
+
+def test_forced_kill_of_the_launcher_group_then_restart_recovers_state(tmp_path: Path) -> None:
+    b = Bot(tmp_path)
+    try:
+        sid = b.info["session"]
+        assert netsec.session_pids(sid)
+        os.killpg(os.getpgid(b.proc.pid), signal.SIGKILL)  # kill -9 of the launcher's group
+        b.proc.wait(10)
+        # the orphaned actor system notices and goes down by itself (nothing trades unattended)
+        deadline = time.monotonic() + 20
+        while netsec.session_pids(sid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert netsec.session_pids(sid) == []
+        assert (b.state / launcher.BOT_FILE).exists()  # stale, but its port no longer answers
+    finally:
+        b.kill()
+    again = Bot(tmp_path)  # same state dir
+    try:
+        data = json.loads(_cli("status", "--json", "--state-dir", str(b.state)).stdout)
+        for sym in ("BTCUSDT", "ETHUSDT"):
+            for a in data["symbols"][sym]["tree"]["actors"]:
+                assert a["status"]["starts"] == 2  # restored from the snapshot of the first run
+        again.proc.send_signal(signal.SIGTERM)
+        assert again.wait() == 0
+    finally:
+        again.kill()
