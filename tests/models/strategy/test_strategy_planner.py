@@ -298,3 +298,28 @@ def test_safe_mode_minimum_conviction(filters):
     r = RiskInputs(max_long_notional=5000.0, min_entry_conviction=0.8)
     assert entries(s.plan(mkt(), FLAT, [], r, filters, Market.FUTURES)) == []
     assert ("L", "safe_mode") in s.last_plan.skipped
+
+
+def test_docs_worked_example(filters):
+    from models.strategy.features import F_ATRPCT
+    feats = [0.0] * NF
+    feats[F_ATRPCT] = 0.2
+    s = make_strategy(StrategyParams(), "BTCUSDT", 60_000)
+    s.last = StrategyValues(0, 0.6, 0.5, 0.1, 0.3, 0.2, 0.4, 0.19, 0.0, tuple(feats),
+                            FEATURE_NAMES, 120.0, 30.0, 0.0, 0.0, True, False, 60_000.0)
+    m = MarketView(last_price=60_000.0, bid=59_999.99, ask=60_000.01, bid_qty=5.5, ask_qty=4.5)
+    r = RiskInputs(max_long_notional=3_000.0)
+    d = entries(s.plan(m, FLAT, [], r, filters, Market.FUTURES))
+    assert [str(o.price) for o in d] == ["59912.77", "59825.55", "59738.32", "59651.10",
+                                         "59563.87"]
+    assert d[0].qty == Decimal("0.00676")
+    assert d[0].context["size_quote"] == pytest.approx(405.4545, abs=1e-3)
+    s.on_fill(Side.BUY, d[0].price, d[0].qty, "ENTRY", 1)
+    pos = PositionView(qty=d[0].qty, entry_price=d[0].price)
+    tp = next(o for o in s.plan(m, pos, [], r, filters, Market.FUTURES) if o.kind == "TP")
+    assert str(tp.price) == "60016.57"
+    half = RiskInputs(max_long_notional=3_000.0, size_factor=0.5)
+    s2 = make_strategy(StrategyParams(), "BTCUSDT", 60_000)
+    s2.last = s.last
+    assert entries(s2.plan(m, FLAT, [], half, filters, Market.FUTURES))[0].qty == \
+        Decimal("0.00338")

@@ -77,7 +77,7 @@ def test_memoised_plan_follows_market_side(filters):
     below = s.plan(MarketView(last_price=97.5), PositionView(), [], RISK, filters, Market.FUTURES)
     above = s.plan(MarketView(last_price=102.5), PositionView(), [], RISK, filters,
                    Market.FUTURES)
-    assert {o.key for o in below} == {"L-3", "S1", "S2", "S3"}  # buys above 97.5 wait
+    assert {o.key for o in below} == {"L-3", "S1", "S2", "S3"}  # L-1, L-2 are above the market
     assert {o.key for o in above} == {"L-1", "L-2", "L-3", "S3"}
     again = s.plan(MarketView(last_price=97.5), PositionView(), [], RISK, filters,
                    Market.FUTURES)
