@@ -95,6 +95,16 @@ class FuturesAccount:
             p = self.positions[symbol] = Position(symbol)
         return p
 
+    def peek(self, symbol: str) -> Position:
+        """The position record of ``symbol`` without creating one (a flat default)."""
+        p = self.positions.get(symbol)
+        return p if p is not None else Position(symbol)
+
+    def peek_agg(self, symbol: str) -> OrderAgg:
+        """Open-order aggregates of ``symbol`` without creating them."""
+        a = self.orders.get(symbol)
+        return a if a is not None else OrderAgg()
+
     def agg(self, symbol: str) -> OrderAgg:
         """Open-order aggregates of ``symbol`` (created empty on first use)."""
         a = self.orders.get(symbol)

@@ -72,7 +72,8 @@ TRANSFER (deposits), REALIZED_PNL, COMMISSION, FUNDING_FEE, INSURANCE_CLEAR.
 Liquidation (cross): when margin balance ≤ maintenance margin (bracket tables in
 ``exchange_sim.specs``), the account's orders on the symbol are cancelled and the position is
 closed by a MARKET order ``autoclose-<orderId>`` without commission at the mark price (when the
-mark follows the path: at the path's liquidation price, or at the open after a gap); then a
+mark follows the path: at the path's liquidation price, or at the open after a gap; rounded to
+the tick against the account); cross liquidation closes all positions of the account; then a
 clearance fee of 1.25 % of the closed notional, capped at the remaining wallet, is booked as
 INSURANCE_CLEAR, and a negative wallet without other positions is reset to 0 by the insurance fund
 (positive INSURANCE_CLEAR). An ``AccountEvent`` with reason "LIQUIDATION" is emitted.
@@ -714,7 +715,7 @@ class Engine:
                                 "reduce only).")
         if coid and (acct.name, coid) in self._open_coid:
             raise ExchangeError(-4116, "ClientOrderId is duplicated.")
-        pos = acct.position(book.symbol)
+        pos = acct.peek(book.symbol)
         if reduce_only and (pos.qty == 0 or (pos.qty > 0) == (side is Side.BUY)):
             raise ExchangeError(-2022, "ReduceOnly Order is rejected.")
         if otype in _STOPS and last is not None:
@@ -760,8 +761,8 @@ class Engine:
 
     def _order_im_delta(self, acct: FuturesAccount, symbol: str, side: Side, qty: Decimal,
                         price: Decimal) -> Decimal:
-        pos = acct.position(symbol)
-        agg = acct.agg(symbol)
+        pos = acct.peek(symbol)
+        agg = acct.peek_agg(symbol)
         before = self._agg_im(pos.qty, agg, pos.leverage)
         after_agg = OrderAgg(agg.buy_qty, agg.buy_notional, agg.sell_qty, agg.sell_notional)
         after_agg.add(side.sign, qty, price)
@@ -791,7 +792,7 @@ class Engine:
             mm += self._maint(sym, notional)
         for sym, agg in acct.orders.items():
             if agg.buy_qty or agg.sell_qty:
-                p = acct.position(sym)
+                p = acct.peek(sym)
                 oim += self._agg_im(p.qty, agg, p.leverage)
         return upnl, pim, oim, mm
 
@@ -1055,14 +1056,14 @@ class Engine:
     def _reducible(self, acct: SpotAccount | FuturesAccount, o: Order) -> Decimal:
         """How much of reduce-only ``o`` may fill now (0 when it would not reduce)."""
         assert isinstance(acct, FuturesAccount)
-        q = acct.position(o.symbol).qty
+        q = acct.peek(o.symbol).qty
         if q == 0 or (q > 0) == (o.side is Side.BUY):
             return ZERO
         return min(o.remaining, abs(q))
 
     def _adjust_reduce_only(self, acct: FuturesAccount, book: _Book, ts: int,
                             events: list[Event]) -> None:
-        q = acct.position(book.symbol).qty
+        q = acct.peek(book.symbol).qty
         for o in [x for x in book.orders.values() if x.reduce_only and x.account == acct.name]:
             if q == 0 or (q > 0) == (o.side is Side.BUY):
                 self._finish(book, o, "EXPIRED", ts)
@@ -1081,7 +1082,7 @@ class Engine:
         if o.reduce_only:
             q = self._reducible(acct, o)
         elif check_margin and isinstance(acct, FuturesAccount):
-            pos = acct.position(o.symbol)
+            pos = acct.peek(o.symbol)
             need = self._increase_qty(pos.qty, o.side, q) * px / pos.leverage
             if need > 0 and need > self._available(acct):
                 q = ZERO
@@ -1240,12 +1241,12 @@ class Engine:
             self._cancel(acct, book, o, ts_ms, events)
             return o, events
         if not o.reduce_only:
-            pos = acct.position(symbol)
+            pos = acct.peek(symbol)
             if crossing:
                 need = self._increase_qty(pos.qty, side, qty - o.executed_qty) \
                     * (book.last() or price) / pos.leverage
             else:
-                agg = acct.agg(symbol)
+                agg = acct.peek_agg(symbol)
                 before = self._agg_im(pos.qty, agg, pos.leverage)
                 after = OrderAgg(agg.buy_qty, agg.buy_notional, agg.sell_qty, agg.sell_notional)
                 after.add(side.sign, -o.remaining, o.price)
@@ -1553,16 +1554,21 @@ class Engine:
     # ------------------------------------------------------------------------------------------
     def _liq_check(self, acct: FuturesAccount, symbol: str, ts: int,
                    events: list[Event]) -> None:
-        """Liquidate ``acct`` while its margin balance is at or below its maintenance margin
-        (the position on ``symbol`` first)."""
-        while self._pos_syms[acct.name]:
-            mb, mm = self._margin_state(acct)
-            if mb > mm:
-                return
-            syms = self._pos_syms[acct.name]
-            sym = symbol if symbol in syms else sorted(syms)[0]
+        """Liquidate ``acct`` when its margin balance is at or below its maintenance margin:
+        cross liquidation closes all its positions (the one on ``symbol`` first)."""
+        syms = self._pos_syms[acct.name]
+        if not syms:
+            return
+        mb, mm = self._margin_state(acct)
+        if mb > mm:
+            return
+        for sym in sorted(syms, key=lambda s: (s != symbol, s)):
             book = self._books[sym]
-            px = self._pos_mark(sym, acct.positions[sym].entry_price)
+            pos = acct.positions[sym]
+            m = self._pos_mark(sym, pos.entry_price)
+            # on the tick grid, against the account (a mark can be finer than the tick)
+            rnd = ROUND_FLOOR if pos.qty > 0 else ROUND_CEILING
+            px = (m / book.f.tick_size).to_integral_value(rounding=rnd) * book.f.tick_size
             self._liquidate(acct, book, px, ts, events)
 
     def _liquidate(self, acct: FuturesAccount, book: _Book, px: Decimal, ts: int,
@@ -1613,7 +1619,7 @@ class Engine:
         mt = {"CROSS": "CROSSED"}.get(margin_type.upper(), margin_type.upper())
         if mt not in ("CROSSED", "ISOLATED"):
             raise ExchangeError(-1102, "Invalid marginType.")
-        pos = acct.position(symbol)
+        pos = acct.peek(symbol)
         if pos.margin_type == mt:
             raise ExchangeError(-4046, "No need to change margin type.")
         if pos.qty:
@@ -1621,7 +1627,7 @@ class Engine:
         if any(o.account == account for o in book.orders.values()):
             raise ExchangeError(-4047,
                                 "Margin type cannot be changed if there exists open orders.")
-        pos.margin_type = mt
+        acct.position(symbol).margin_type = mt
 
     # ------------------------------------------------------------------------------------------
     # queries
@@ -1688,7 +1694,7 @@ class Engine:
         return {a: (acct.free.get(a, ZERO), acct.locked.get(a, ZERO)) for a in assets}
 
     def _position_view(self, acct: FuturesAccount, symbol: str) -> PositionView:
-        p = acct.position(symbol)
+        p = acct.peek(symbol)
         book = self._books[symbol]
         m = self._mark(book)
         mark = m if m is not None else p.entry_price
