@@ -294,7 +294,7 @@ def plan_orders(v: StrategyValues, st: PlannerState, market: MarketView,
             res.skipped.append((tag, why))
             prox = p.proximity_atr * atr
             for o in open_orders:
-                if o.kind != KIND_ENTRY or o.side is not entry_side:
+                if o.kind != KIND_ENTRY or o.side != entry_side:
                     continue
                 if why in ("stop_loss", "risk_halt") or abs(float(o.price) - P) <= prox:
                     res.cancel_reasons[o.key] = "proximity" if why in (
