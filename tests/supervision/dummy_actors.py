@@ -4,7 +4,8 @@
 * ``<symbol>.<role>.crash_on_start``: the process exits (``os._exit``) during every start;
 * ``<symbol>.<role>.hang``: the next Heartbeat hangs the actor (the marker is consumed first);
 * the gateway writes ``<symbol>.cancel_all`` when it receives ``CancelAllOrders``;
-* every actor writes ``<symbol>.<role>.stop.<mode>`` when it receives ``StopTrading``.
+* every actor writes ``<symbol>.<role>.stop.<mode>`` when it receives ``StopTrading``; the order
+  actor answers ``TradingStopped`` unless ``<symbol>.order.noack.<mode>`` exists.
 
 Each actor counts its starts in its snapshot (``starts``), so a restart that restored the
 snapshot shows ``starts`` = previous + 1.
@@ -67,7 +68,7 @@ class _Dummy(GridActor):
 
     def receiveMsg_StopTrading(self, msg: StopTrading, sender: ActorAddress) -> None:
         self._marker(f"stop.{msg.mode}").touch()
-        if self.role == "order":
+        if self.role == "order" and not self._marker(f"noack.{msg.mode}").exists():
             self.send(sender, TradingStopped(symbol=self.symbol, open_orders=0))
 
     def status(self) -> dict[str, Any]:

@@ -192,3 +192,26 @@ def test_forced_kill_of_the_launcher_group_then_restart_recovers_state(tmp_path:
         assert again.wait() == 0
     finally:
         again.kill()
+
+
+def test_second_sigint_skips_flattening_but_still_persists(tmp_path: Path) -> None:
+    b = Bot(tmp_path, shutdown_timeout_s=30.0)
+    try:
+        (b.state / "ctl" / "BTCUSDT.order.noack.flatten").touch()  # flattening never confirms
+        b.proc.send_signal(signal.SIGINT)
+        stop_flag = b.state / "ctl" / "BTCUSDT.order.stop.flatten"
+        deadline = time.monotonic() + 10
+        while not stop_flag.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert stop_flag.exists()
+        assert b.proc.poll() is None  # still waiting for the flatten confirmation
+        b.proc.send_signal(signal.SIGINT)
+        assert b.wait(timeout=20) == 0  # well before shutdown_timeout_s
+        assert (b.state / "ctl" / "BTCUSDT.order.stop.cancel-only").exists()
+        assert netsec.session_pids(b.info["session"]) == []
+        from supervision.store import StateStore
+
+        with StateStore(b.state / "BTCUSDT.db") as s:
+            assert set(s.snapshot_ages()) == {"gateway", "order", "risk", "strategy"}
+    finally:
+        b.kill()
