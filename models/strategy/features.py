@@ -129,7 +129,8 @@ class FeatureEngine(Stateful):
         pos = self.rpos
         wsum = self.wsum
         for k, n in enumerate(self.wins):
-            wsum[k] += r2 - (rbuf[(pos - n) % R] if cnt > n else 0.0)
+            x = wsum[k] + r2 - (rbuf[(pos - n) % R] if cnt > n else 0.0)
+            wsum[k] = x if x > 0.0 else 0.0  # running sums of squares: no negative drift
         rbuf[pos] = r2
         self.rpos = (pos + 1) % R
         self.since += 1

@@ -57,3 +57,37 @@ def test_weekend_flag_and_confidence_factor(synth_rows, bars_of):
     assert last.features[F_WEEKEND] == 1.0
     assert vals[0.5][-1].c_up == pytest.approx(0.5 * last.c_up)
     assert vals[0.5][-1].b_up == last.b_up
+
+
+def test_flat_then_moving_market_does_not_break(bars_of, filters):
+    import numpy as np
+    n = 3000
+    t = 1_600_000_000_000 - 1_600_000_000_000 % 60_000 + 60_000 * np.arange(n)
+    c = np.full(n, 100.0)
+    c[1500:1510] = [100.5, 101, 100, 99, 100, 100.01, 100.0, 100.0, 100.02, 100.0]
+    c[2000:] = 100.0 + np.cumsum(np.where(np.arange(n - 2000) % 2, 0.01, -0.009))
+    o = np.concatenate([[100.0], c[:-1]])
+    rows = np.column_stack([t, o, np.maximum(o, c), np.minimum(o, c), c, np.zeros(n)])
+    s = make_strategy(StrategyParams(), "X", 60_000)
+    for b in bars_of(rows, 60_000):
+        v = s.on_bar(b)
+        if v is not None:
+            assert all(math.isfinite(x) for x in (v.b_up, v.c_up, v.b_down, v.c_down, v.b_neu,
+                                                   v.c_neu, v.L, v.S))
+            s.plan(MarketView(last_price=b.close), PositionView(), [],
+                   RiskInputs(max_long_notional=1000.0, max_short_notional=1000.0), filters,
+                   Market.FUTURES)
+
+
+def test_exchange_outage_flat_bars_regression(load_klines, bars_of, synth_rows):
+    # 2021-02-21 BTCUSDT 5m: volatile market, then repeated identical closes (outage). The
+    # running sums of squared returns drifted below zero there (sqrt domain error).
+    rows = load_klines("spot/BTCUSDT/BTCUSDT-5m-20201201-20210717.csv.gz")[19500:20800]
+    noisy = synth_rows(2200, vol=0.003)
+    noisy[2000:, 1:5] = noisy[1999, 4]  # synthetic: the same, flat after a volatile walk
+    for data, iv in ((rows, 300_000), (noisy, 60_000)):
+        s = make_strategy(StrategyParams(), "X", iv)
+        for b in bars_of(data, iv):
+            v = s.on_bar(b)
+            if v is not None:
+                assert math.isfinite(v.L) and math.isfinite(v.S)
