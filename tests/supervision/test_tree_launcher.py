@@ -215,3 +215,35 @@ def test_second_sigint_skips_flattening_but_still_persists(tmp_path: Path) -> No
             assert set(s.snapshot_ages()) == {"gateway", "order", "risk", "strategy"}
     finally:
         b.kill()
+
+
+def test_duration_parsing_and_speed_scaling() -> None:
+    assert launcher.parse_duration("90m") == 5400.0
+    assert launcher.parse_duration("2d") == 172800.0
+    assert launcher.parse_duration("15") == 15.0
+    with pytest.raises(ValueError):
+        launcher.parse_duration("soon")
+    assert launcher.duration_wall_seconds("6h", "60") == 360.0
+    assert launcher.duration_wall_seconds(None, "60") is None
+    assert launcher.duration_wall_seconds("1h", "max") == 3600.0  # hook: sim time not wired yet
+
+
+def test_bot_file_is_written_atomically_and_removed_only_by_its_owner(tmp_path: Path) -> None:
+    launcher.write_bot_file(tmp_path, {"pid": 42, "admin_port": 1})
+    assert launcher.read_bot_file(tmp_path) == {"pid": 42, "admin_port": 1}
+    assert [p.name for p in tmp_path.iterdir()] == [launcher.BOT_FILE]  # no temp file left
+    launcher.remove_bot_file(tmp_path, pid=7)
+    assert launcher.read_bot_file(tmp_path) is not None
+    launcher.remove_bot_file(tmp_path, pid=42)
+    assert launcher.read_bot_file(tmp_path) is None
+
+
+def test_duration_stops_the_bot_by_itself(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    (state / "ctl").mkdir(parents=True)
+    res = _cli("run", "--config", str(_config(tmp_path)), "--state-dir", str(state),
+               "--log-dir", str(tmp_path / "logs"), "--duration", "2s")
+    assert res.returncode == 0, res.stderr
+    assert "DURATION_REACHED" in res.stderr
+    assert (state / "ctl" / "BTCUSDT.order.stop.flatten").exists()
+    assert not (state / launcher.BOT_FILE).exists()
