@@ -351,3 +351,39 @@ def test_futures_state_round_trip_behaves_identically() -> None:
     assert e2.to_state() == e.to_state()
     assert _scenario(e, 20) == _scenario(e2, 20)
     assert e.income("a", limit=1000) == e2.income("a", limit=1000)
+
+
+def test_first_price_fills_what_rests_across_it() -> None:
+    e = Engine(Market.FUTURES, fill=FillConfig(market_slippage_bps=D(0)))
+    e.create_account("a", {"USDT": D("10000")})
+    with pytest.raises(ExchangeError) as ei:
+        mkt(e, BUY, "0.01")
+    assert ei.value.code == -2010  # no market price yet
+    b, _ = lim(e, BUY, "30100", "0.01")
+    s, _ = lim(e, SELL, "30500", "0.01")
+    ev = e.set_last_price(S, D("30000"), 5)
+    assert b.status == "FILLED" and b.avg_price == D("30100") and s.status == "NEW"
+    assert [x.fill.time_ms for x in ev if isinstance(x, OrderEvent) and x.fill] == [5]
+
+
+def test_gap_through_liquidation_price_liquidates_at_open() -> None:
+    e = fut(wallet="1000")
+    mkt(e, BUY, "0.5")  # liquidation near 28127.5
+    ev = bar(e, 27000, 27100, 26900, 27050)
+    trade = next(x for x in ev if isinstance(x, OrderEvent) and x.fill)
+    assert trade.fill.price == D("27000") and trade.fill.time_ms == 60_000
+    inc = e.income("a", income_type="INSURANCE_CLEAR")
+    assert inc[-1].income > 0 and e.futures_account("a").wallet_balance == 0  # fund covers
+
+
+def test_cross_liquidation_closes_every_position() -> None:
+    e = fut(wallet="1000")
+    e.set_last_price("ETHUSDT", D("2000"), 0)
+    mkt(e, BUY, "0.4")
+    e.place_order("a", "ETHUSDT", BUY, MARKET, qty=D("1"), ts_ms=1)
+    assert e.set_mark_price("ETHUSDT", D("2000"), 2) == []
+    ev = e.set_mark_price(S, D("27000"), 3)
+    closed = {x.order.symbol for x in ev if isinstance(x, OrderEvent) and x.fill}
+    assert closed == {S, "ETHUSDT"}
+    assert all(p.qty == 0 for p in e.positions("a"))
+    assert e.futures_account("a").wallet_balance >= 0
