@@ -86,7 +86,6 @@ spot stop-loss orders, BNB balances.
 
 from __future__ import annotations
 
-import copy
 import heapq
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -345,7 +344,7 @@ class _Book:
     """Our resting orders on one symbol plus the cached trigger bounds of the fast path."""
 
     __slots__ = ("f", "symbol", "orders", "lo", "hi", "stale", "last_f", "last_d", "mark_ext",
-                 "liq_epoch", "pos_accounts", "n_reduce")
+                 "liq_epoch", "pos_accounts", "n_reduce", "down", "up")
 
     def __init__(self, f: SymbolFilters) -> None:
         self.f = f
@@ -360,6 +359,9 @@ class _Book:
         self.liq_epoch = -1
         self.pos_accounts: set[str] = set()
         self.n_reduce = 0
+        # (level, order) of the orders a falling / rising price reaches (rebuilt by _refresh)
+        self.down: list[tuple[float, Order]] = []
+        self.up: list[tuple[float, Order]] = []
 
     def last(self) -> Decimal | None:
         """Last price as a Decimal on the tick grid (converted lazily from the bar close)."""
@@ -892,20 +894,27 @@ class Engine:
     def _refresh(self, book: _Book) -> None:
         """Recompute the fast-path trigger bounds of ``book``."""
         lo, hi = -INF, INF
+        down: list[tuple[float, Order]] = []
+        up: list[tuple[float, Order]] = []
         for o in book.orders.values():
             t = o.type
             if t is OrderType.LIMIT or t is OrderType.LIMIT_MAKER:
                 x = float(o.price)
                 if o.side is Side.BUY:
                     lo = max(lo, x)
+                    down.append((x, o))
                 else:
                     hi = min(hi, x)
+                    up.append((x, o))
             else:
                 x = float(o.stop_price)
                 if (t is OrderType.STOP_MARKET) == (o.side is Side.BUY):
                     hi = min(hi, x)
+                    up.append((x, o))
                 else:
                     lo = max(lo, x)
+                    down.append((x, o))
+        book.down, book.up = down, up
         if book.pos_accounts and book.mark_ext is None:
             for name in book.pos_accounts:
                 acct = self._accounts[name]
@@ -927,7 +936,9 @@ class Engine:
     # ------------------------------------------------------------------------------------------
     @staticmethod
     def _oev(o: Order, exec_type: str, fill: Fill | None, ts: int) -> OrderEvent:
-        return OrderEvent(copy.copy(o), exec_type, fill, ts)
+        snap = object.__new__(Order)
+        snap.__dict__.update(o.__dict__)  # a shallow copy, ~3x faster than copy.copy
+        return OrderEvent(snap, exec_type, fill, ts)
 
     def _aev(self, acct: SpotAccount | FuturesAccount, book: _Book, reason: str,
              ts: int) -> AccountEvent:
@@ -1406,8 +1417,18 @@ class Engine:
         market orders happen at b)."""
         heap: list[tuple[Decimal, int, int, Any, Decimal]] = []
         skip = st.skip
-        for o in book.orders.values():
-            if o.order_id in skip:
+        if book.stale:
+            self._refresh(book)
+        orders = book.orders
+        # float pre-filter (with slack for rounding); _fire_price decides exactly
+        if down:
+            bf = float(b) * (1 - 1e-9)
+            cands = [o for x, o in book.down if x >= bf]
+        else:
+            bf = float(b) * (1 + 1e-9)
+            cands = [o for x, o in book.up if x <= bf]
+        for o in cands:
+            if o.order_id in skip or o.order_id not in orders:
                 continue
             p = self._fire_price(o, a, b, down)
             if p is not None:
