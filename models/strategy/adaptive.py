@@ -13,7 +13,7 @@ import msgspec
 
 from models.enums import Market, Side
 from models.filters import SymbolFilters
-from models.strategy.conviction import ConvictionFilter, conviction
+from models.strategy.conviction import ConvictionFilter
 from models.strategy.features import (
     F_ATRPCT,
     F_VOLRATIO,
@@ -48,8 +48,8 @@ class AdaptiveStrategy(Stateful):
     """Adaptive grid driven by the three-system ensemble (see docs/STRATEGY.md)."""
 
     __slots__ = ("params", "symbol", "base_ms", "seed", "weights", "eng", "filt", "ps", "warm",
-                 "last", "last_plan", "_up", "_down", "_neu")
-    _transient = ("params", "weights", "last", "last_plan", "_up", "_down", "_neu")
+                 "last", "last_plan", "_up", "_down", "_neu", "_k")
+    _transient = ("params", "weights", "last", "last_plan", "_up", "_down", "_neu", "_k")
 
     def __init__(self, params: StrategyParams, symbol: str, base_interval_ms: int,
                  seed: int = 0, initial_weights: Weights | None = None) -> None:
@@ -68,6 +68,12 @@ class AdaptiveStrategy(Stateful):
         self.last: StrategyValues | None = None
         self.last_plan: PlanResult | None = None
         self._set_specs()
+        p = params
+        sw = p.system_weights
+        self._k = (p.bias_gain, p.strength_gain, p.adx_low, p.adx_high - p.adx_low,
+                   p.trend_confidence_floor, p.volume_confidence_mult,
+                   p.volatility_confidence_mult, p.weekend_confidence_factor,
+                   sw.w_up, sw.w_neu_long, sw.v_down, sw.v_neu_short)
 
     def _set_specs(self) -> None:
         w = self.weights
@@ -100,28 +106,28 @@ class AdaptiveStrategy(Stateful):
             return None
         self.warm = True
         f = eng.feats
-        bg, sg = p.bias_gain, p.strength_gain
+        bg, sg, adx_lo, adx_span, fl, vm, vcm, wkf, w1, w2, v1, v2 = self._k
         b_up, cu, _ = bias_share(self._up, f, bg, sg)
         b_dn, cd, _ = bias_share(self._down, f, bg, sg)
         b_neu, cn, _ = bias_share(self._neu, f, bg, sg)
         adx = eng.adx.dx.value
         if adx == adx:
-            a = (adx - p.adx_low) / (p.adx_high - p.adx_low)
+            a = (adx - adx_lo) / adx_span
             a = 0.0 if a < 0.0 else (1.0 if a > 1.0 else a)
         else:
             a = 0.0
-        fl = p.trend_confidence_floor
         trend = fl + (1.0 - fl) * a
         rng = fl + (1.0 - fl) * (1.0 - a)
-        vm = p.volume_confidence_mult
         volf = (1.0 + vm * f[F_VOLUME]) / (1.0 + vm)
         vr = f[F_VOLRATIO]
-        volp = 1.0 - p.volatility_confidence_mult * (vr if vr > 0.0 else 0.0)
-        wk = p.weekend_confidence_factor if f[F_WEEKEND] else 1.0
+        volp = 1.0 - vcm * (vr if vr > 0.0 else 0.0)
+        wk = wkf if f[F_WEEKEND] else 1.0
         c_up = cu * trend * volf * wk
         c_dn = cd * trend * volf * wk
         c_neu = cn * rng * volp * wk
-        L, S = conviction(b_up, c_up, b_dn, c_dn, b_neu, c_neu, p.system_weights)
+        # conviction.conviction(), inlined (hot path)
+        L = w1 * (b_up if b_up > 0.0 else 0.0) * c_up + w2 * (b_neu if b_neu > 0.0 else 0.0) * c_neu
+        S = v1 * (-b_dn if b_dn < 0.0 else 0.0) * c_dn + v2 * (-b_neu if b_neu < 0.0 else 0.0) * c_neu
         long_ok, short_ok = self.filt.update(L, S)
         self.ps.on_values(L, S, p)
         atr = eng.atr_t.rma.value

@@ -7,6 +7,8 @@ S = v1 * max(-b_down, 0) * c_down + v2 * max(-b_neu, 0) * c_neu
 
 from __future__ import annotations
 
+from bisect import bisect_left, insort
+
 from models.strategy.indicators import RollingPercentile
 from models.strategy.params import ConvictionFilterParams, SystemWeightParams
 from models.strategy.snapshot import Stateful
@@ -37,11 +39,18 @@ class ConvictionFilter(Stateful):
 
     def update(self, L: float, S: float) -> tuple[bool, bool]:
         """Test L and S against their histories, then add them; return (long_ok, short_ok)."""
-        ok_l = self._ok(self.hist_l, L)
-        ok_s = self._ok(self.hist_s, S)
-        self.hist_l.push(L)
-        self.hist_s.push(S)
-        return ok_l, ok_s
+        oks = []
+        for h, x in ((self.hist_l, L), (self.hist_s, S)):
+            w = h.window
+            s = h.sorted
+            k = len(s)
+            oks.append(k >= self.min_hist and k > 0 and x >= self.min_conv
+                       and x >= s[int(self.pct / 100.0 * (k - 1))])
+            if k == h.n:  # RollingPercentile.push, inlined (hot path)
+                del s[bisect_left(s, w.popleft())]
+            w.append(x)
+            insort(s, x)
+        return oks[0], oks[1]
 
     def _ok(self, h: RollingPercentile, x: float) -> bool:
         if len(h) < self.min_hist or len(h) == 0 or x < self.min_conv:

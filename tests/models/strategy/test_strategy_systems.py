@@ -111,3 +111,14 @@ def test_six_values_exposed_every_bar_within_range(load_klines):
 def test_weights_sum_and_system_weights_validation():
     p = StrategyParams(system_weights=SystemWeightParams(w_up=0.8, w_neu_long=0.5))
     assert any("w_up + w_neu_long" in e for e in p.validate())
+
+
+def test_per_bar_conviction_matches_formula_on_real_data(load_klines):
+    sw = SystemWeightParams(w_up=0.7, w_neu_long=0.3, v_down=0.6, v_neu_short=0.4)
+    vals = [v for v in _run(load_klines(BTC_5M)[:1500], 300_000,
+                            StrategyParams(system_weights=sw)) if v is not None]
+    assert any(v.L > 0 for v in vals) and any(v.S > 0 for v in vals)
+    for v in vals:
+        L, S = conviction(v.b_up, v.c_up, v.b_down, v.c_down, v.b_neu, v.c_neu, sw)
+        assert v.L == pytest.approx(L, rel=1e-12, abs=1e-15)
+        assert v.S == pytest.approx(S, rel=1e-12, abs=1e-15)
