@@ -442,6 +442,7 @@ class AccountReported(Message, frozen=True, kw_only=True):
 
     wallet_balance: Decimal
     asset: str = "USDT"
+    market: Market = Market.FUTURES
 
 
 class StreamDisconnected(Message, frozen=True, kw_only=True):
@@ -537,14 +538,20 @@ class EquityUpdated(Message, frozen=True, kw_only=True):
 
 
 class DrawdownLevelChanged(Message, frozen=True, kw_only=True):
-    """The drawdown brake moved to a new level (logged as DRAWDOWN_LEVEL)."""
+    """The drawdown brake changed (logged as DRAWDOWN_LEVEL); carries the brake's limits."""
 
+    kind: str = "LEVEL"
     level: int
     previous_level: int
     drawdown: float
     size_factor: float
     tp_factor: float
     leverage_cap: float
+    halted: bool = False
+    safe_mode: bool = False
+    min_entry_conviction: float = 0.0
+    actions: list[str] = []
+    reason: str = ""
 
 
 class TradingStateChanged(Message, frozen=True, kw_only=True):
