@@ -1,6 +1,7 @@
 """Logging: loguru, one flat JSON object per line in ``<log_dir>/gridbot.jsonl``.
 
-Every record has ``ts`` (UTC ISO-8601), ``level``, ``event`` (ORDER_PLACED, TRADE_CLOSED,
+Every record has ``ts`` (UTC ISO-8601 wall time), ``ts_ms`` (event time: simulated in a
+backtest, see ``actors.clock``), ``level``, ``event`` (ORDER_PLACED, TRADE_CLOSED,
 STATUS, RISK_BLOCKED, …), ``symbol``, ``msg``, ``pid`` and the caller's context fields.
 Human-readable lines go to stderr.
 
@@ -31,6 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from loguru import logger
+
+from actors.clock import now_ms
 
 SECRET_ENV_VARS = ("BINANCE_API_KEY", "BINANCE_API_SECRET")
 _SECRET_KEY_RE = re.compile(r"(secret|api_?key|signature|password|passphrase|token)", re.I)
@@ -91,6 +94,8 @@ def _render(record: dict[str, Any]) -> str:
         "symbol": extra.pop("symbol", ""),
         "msg": record["message"],
         "pid": record["process"].id,
+        # event time: the replayed bar time in a backtest, wall time live (actors.clock)
+        "ts_ms": extra.pop("ts_ms", None) or now_ms(),
     }
     if record["exception"] is not None:
         out["exception"] = "".join(

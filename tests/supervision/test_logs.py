@@ -58,3 +58,19 @@ def test_register_secret_masks_other_values(log_path: Path) -> None:
     logs.register_secret("another-credential-42")
     logs.log_event("LOG", "value another-credential-42 here")
     assert "another-credential-42" not in log_path.read_text()
+
+
+def test_ts_ms_follows_the_installed_clock(log_path: Path) -> None:
+    from actors import clock
+
+    clock.set_clock(clock.SimClock(1_735_689_600_000 * 1_000_000))
+    try:
+        logs.log_event("STRATEGY", symbol="BTCUSDT")
+        logs.log_event("STATUS", symbol="BTCUSDT", ts_ms=42)
+    finally:
+        clock.set_clock(None)
+    logs.log_event("STATUS", symbol="BTCUSDT")
+    a, b, c = _lines(log_path)
+    assert a["ts_ms"] == 1_735_689_600_000
+    assert b["ts_ms"] == 42
+    assert c["ts_ms"] > 1_735_689_600_000 + 10**9
