@@ -70,15 +70,20 @@ class GridActor(ActorTypeDispatcher):
         self.restart_count = 0
         self.restore_ms = 0.0
         self.last_snapshot_at = 0.0
+        self.started = False
 
     # -- lifecycle messages -------------------------------------------------------------------
     def receiveMsg_StartActor(self, msg: StartActor, sender: ActorAddress) -> None:
         """Open the store, restore from the snapshot, start, then answer ``ActorReady``."""
-        if self.config is not None:  # re-delivery or duplicate: just re-confirm readiness
+        if self.started:  # re-delivery or duplicate: just re-confirm readiness
             self.send(sender, ActorReady(symbol=self.symbol, actor_name=self.actor_name,
                                          restore_ms=self.restore_ms, pid=os.getpid()))
             return
         t0 = time.perf_counter()
+        if self.role != "gateway":
+            # API credentials live only in the gateway's process (see docs/ARCHITECTURE.md)
+            for name in ("BINANCE_API_KEY", "BINANCE_API_SECRET"):
+                os.environ.pop(name, None)
         self.parent = sender
         self.actor_name = msg.actor_name
         self.symbol = msg.symbol
@@ -93,6 +98,7 @@ class GridActor(ActorTypeDispatcher):
         self.restore(snap[1] if snap else None)
         self.on_start()
         self.restore_ms = (time.perf_counter() - t0) * 1000.0
+        self.started = True
         self.send(sender, ActorReady(symbol=self.symbol, actor_name=self.actor_name,
                                      restore_ms=self.restore_ms, pid=os.getpid()))
 

@@ -30,6 +30,8 @@ class OrderActor(GridActor):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.core: OmsCore | None = None
+        self.stop_to: ActorAddress | None = None
+        self.stop_acked = False
 
     # -- lifecycle ------------------------------------------------------------------------------
     def snapshot(self) -> bytes:
@@ -42,6 +44,9 @@ class OrderActor(GridActor):
                             self.config.oms.client_id_prefix,
                             adopt_unknown=self.config.oms.unknown_open_orders == "adopt",
                             state=state)
+        if self.restart_count == 0:  # a new bot run: a previous run's graceful stop is over
+            self.core.stopping = ""
+            self.core.flatten_attempts = 0
 
     def on_wired(self) -> None:
         assert self.core is not None
@@ -57,7 +62,8 @@ class OrderActor(GridActor):
         return base
 
     # -- effects ----------------------------------------------------------------------------------
-    def _apply(self, fx: Effects, src: m.Message, *, report_orders: bool = True) -> None:
+    def _apply(self, fx: Effects, src: m.Message, *, report_orders: bool = True,
+               stop_progress: bool = True) -> None:
         """Persist, then log and send (persist before you act)."""
         assert self.core is not None and self.store is not None
         if fx.changed or fx.outbox or fx.fills or fx.done_refs:
@@ -73,6 +79,21 @@ class OrderActor(GridActor):
             self.wakeupAfter(delay, payload=(QUERY_TOKEN, tuple(fx.queries_later)))
         if report_orders and fx.changed:
             self.tell_peer("strategy", self.core.open_orders_report(src))
+        if self.core.stopping and stop_progress:
+            self._apply(self.core.stop_progress(src), src, stop_progress=False)
+            self._maybe_ack_stop()
+
+    def _maybe_ack_stop(self) -> None:
+        assert self.core is not None
+        if self.stop_to is not None and not self.stop_acked and self.core.stopped():
+            self.stop_acked = True
+            from supervision.logs import log_event
+
+            log_event("TRADING_STOPPED", symbol=self.symbol, mode=self.core.stopping,
+                      position_qty=self.core.position_qty)
+            self.send(self.stop_to, m.TradingStopped(
+                symbol=self.symbol, open_orders=len(self.core.ledger.open_orders()),
+                position_qty=self.core.position_qty))
 
     def persist_with(self, fx: Effects) -> None:
         assert self.store is not None
@@ -99,6 +120,13 @@ class OrderActor(GridActor):
     def receiveMsg_ModifyOrder(self, msg: m.ModifyOrder, sender: ActorAddress) -> None:
         assert self.core is not None
         self._apply(self.core.modify(msg), msg)
+
+    def receiveMsg_StopTrading(self, msg: m.StopTrading, sender: ActorAddress) -> None:
+        """Graceful stop: no new orders, cancel all, flatten per mode; ack when done."""
+        assert self.core is not None
+        self.stop_to = sender
+        self._apply(self.core.stop(msg), msg)
+        self._maybe_ack_stop()
 
     def receiveMsg_HaltTrading(self, msg: m.HaltTrading, sender: ActorAddress) -> None:
         assert self.core is not None
@@ -130,7 +158,9 @@ class OrderActor(GridActor):
 
     def receiveMsg_SymbolFiltersLoaded(self, msg: m.SymbolFiltersLoaded,
                                        sender: ActorAddress) -> None:
-        """Filters are checked by risk; the OMS needs nothing from them."""
+        """Filters are checked by risk; the OMS uses them only to size a flatten order."""
+        assert self.core is not None
+        self.core.set_filters(msg.filters)
 
     def receiveMsg_WakeupMessage(self, msg: WakeupMessage, sender: ActorAddress) -> None:
         payload = msg.payload

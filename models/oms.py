@@ -25,7 +25,8 @@ from typing import Any
 import msgspec
 
 from models import messages as m
-from models.enums import Market
+from models.enums import Market, OrderType, Side
+from models.filters import SymbolFilters
 from models.orders import (
     IllegalTransition,
     LedgerState,
@@ -41,6 +42,9 @@ from models.orders import (
 
 ZERO = Decimal(0)
 NS = 1_000_000
+#: order key of the reduce-only order that closes the position on a graceful stop
+FLATTEN_KEY = "flatten"
+MAX_FLATTEN_ATTEMPTS = 3
 _IN_FLIGHT = frozenset({OrderState.PENDING_NEW, OrderState.PENDING_CANCEL,
                         OrderState.PENDING_MODIFY})
 
@@ -72,6 +76,9 @@ class OmsState(msgspec.Struct, kw_only=True):
     reconciled: bool = False
     last_trade_id: int = 0
     halted: bool = False
+    position_qty: Decimal = ZERO
+    stopping: str = ""
+    flatten_attempts: int = 0
 
 
 def order_row(rec: OrderRecord) -> dict[str, Any]:
@@ -102,11 +109,19 @@ class OmsCore:
         self.reconciled = False  # always reconcile again after a (re)start
         self.last_trade_id = state.last_trade_id
         self.halted = state.halted
+        #: net position from our fills (futures: reset to the exchange's at reconciliation)
+        self.position_qty = state.position_qty
+        #: "" while trading; the StopTrading mode once a graceful stop began
+        self.stopping = state.stopping
+        self.flatten_attempts = state.flatten_attempts
+        self.filters: SymbolFilters | None = None
 
     def to_state(self) -> OmsState:
         """Snapshot."""
         return OmsState(ledger=self.ledger.to_state(), reconciled=self.reconciled,
-                        last_trade_id=self.last_trade_id, halted=self.halted)
+                        last_trade_id=self.last_trade_id, halted=self.halted,
+                        position_qty=self.position_qty, stopping=self.stopping,
+                        flatten_attempts=self.flatten_attempts)
 
     # -- helpers ------------------------------------------------------------------------------
     def _hdr(self, src: m.Message) -> dict[str, Any]:
@@ -161,6 +176,9 @@ class OmsCore:
             return fx
         if self.halted and not msg.reduce_only:
             self._deny(fx, msg, "HALTED")
+            return fx
+        if self.stopping and msg.key != FLATTEN_KEY:
+            self._deny(fx, msg, "STOPPING")
             return fx
         ts_ms = msg.ts_event_ns // NS
         rec, created = self.ledger.create(
@@ -255,6 +273,10 @@ class OmsCore:
                new_client_order_id=send.new_client_order_id, price=msg.price, qty=msg.qty,
                reason=msg.reason, strategy_context=msg.strategy_context)
         return fx
+
+    def set_filters(self, filters: SymbolFilters) -> None:
+        """Exchange filters (used to size the flatten order)."""
+        self.filters = filters
 
     def set_halted(self, halted: bool) -> None:
         """While halted only reduce-only orders are sent."""
@@ -383,6 +405,7 @@ class OmsCore:
         if not applied:
             return fx
         self.last_trade_id = max(self.last_trade_id, ev.trade_id)
+        self.position_qty += ev.qty if ev.side is Side.BUY else -ev.qty
         fx.fills.append({"symbol": self.symbol, "trade_id": ev.trade_id,
                          "client_order_id": rec.client_order_id, "side": ev.side.value,
                          "price": ev.price, "qty": ev.qty, "fee": ev.fee,
@@ -393,7 +416,8 @@ class OmsCore:
         fx.send("strategy", fill)
         fx.log("ORDER_FILLED", "INFO", client_order_id=rec.client_order_id, key=rec.key,
                kind=rec.kind, trade_id=ev.trade_id, side=ev.side, price=ev.price, qty=ev.qty,
-               fee=ev.fee, fee_asset=ev.fee_asset, maker=ev.maker, cum_qty=after.filled_qty)
+               fee=ev.fee, fee_asset=ev.fee_asset, maker=ev.maker, cum_qty=after.filled_qty,
+               realized_pnl=ev.realized_pnl)
         self._store(fx, rec, after, ev)
         return fx
 
@@ -427,6 +451,8 @@ class OmsCore:
                    client_order_id=t.client_order_id, qty=t.qty, price=t.price)
         if ev.trades:
             self.last_trade_id = max(self.last_trade_id, max(t.trade_id for t in ev.trades))
+        if self.market is Market.FUTURES:
+            self.position_qty = ev.position_qty  # the exchange's one-way position is the truth
         self.reconciled = True
         fx.changed = True
         done = m.ReconciliationCompleted(
@@ -446,6 +472,65 @@ class OmsCore:
         fx.send("gateway", m.RequestReconciliation(**self._hdr(ev),
                                                    since_trade_id=self.last_trade_id))
         return fx
+
+    # -- graceful stop ------------------------------------------------------------------------------
+    def stop(self, msg: m.StopTrading) -> Effects:
+        """No new orders from now on; cancel everything; ``flatten`` also closes the position
+        with a reduce-only market order. Idempotent (a re-delivered stop does nothing new)."""
+        first = not self.stopping
+        self.stopping = msg.mode or "flatten"
+        fx = self.cancel_all(m.CancelAllOrders(**self._hdr(msg), reason=f"stop ({self.stopping})"))
+        fx.changed = True
+        if first:
+            fx.log("STOPPING", "INFO", mode=self.stopping, position_qty=self.position_qty,
+                   open_orders=len(self.ledger.open_orders()))
+        if self.stopping == "flatten":
+            _merge(fx, self._flatten(msg))
+        return fx
+
+    def flatten_qty(self) -> Decimal:
+        """The quantity a reduce-only market order can close now (0 if below the filters)."""
+        q = abs(self.position_qty)
+        if self.filters is not None:
+            q = self.filters.round_qty(q, market=True)
+            if q < self.filters.market_min_qty or q <= ZERO:
+                return ZERO
+        return q
+
+    def _flatten(self, src: m.Message) -> Effects:
+        fx = Effects()
+        q = self.flatten_qty()
+        live = [r for r in self.ledger.open_orders() if r.key == FLATTEN_KEY]
+        if q <= ZERO or live or not self.reconciled:
+            return fx
+        if self.flatten_attempts >= MAX_FLATTEN_ATTEMPTS:
+            if self.flatten_attempts == MAX_FLATTEN_ATTEMPTS:
+                self.flatten_attempts += 1
+                fx.changed = True
+                fx.log("FLATTEN_FAILED", "ERROR", position_qty=self.position_qty,
+                       detail=f"{MAX_FLATTEN_ATTEMPTS} flatten orders did not close the position")
+            return fx
+        self.flatten_attempts += 1
+        side = Side.SELL if self.position_qty > ZERO else Side.BUY
+        sub = m.SubmitOrder(**self._hdr(src), key=FLATTEN_KEY, side=side,
+                            order_type=OrderType.MARKET, qty=q,
+                            reduce_only=self.market is Market.FUTURES, kind="FLATTEN",
+                            msg_id=f"{FLATTEN_KEY}-{self.ledger.next_generation(FLATTEN_KEY)}")
+        return self.submit(sub)
+
+    def stop_progress(self, src: m.Message) -> Effects:
+        """While stopping: flatten once the cancels are through (a fill may have changed the
+        position). The actor calls this after every event."""
+        if self.stopping != "flatten":
+            return Effects()
+        return self._flatten(src)
+
+    def stopped(self) -> bool:
+        """True once a graceful stop has nothing left to do."""
+        if not self.stopping or self.ledger.open_orders():
+            return False
+        return (self.stopping != "flatten" or self.flatten_qty() == ZERO
+                or self.flatten_attempts > MAX_FLATTEN_ATTEMPTS)
 
     def pending_resolution(self) -> list[str]:
         """Open orders whose outcome is unknown or that were never acknowledged."""

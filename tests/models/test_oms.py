@@ -211,3 +211,62 @@ def test_snapshot_round_trip(market: Market) -> None:
     blob = msgspec.msgpack.encode(c.to_state())
     again = OmsCore(SYM, market, "gb", state=msgspec.msgpack.decode(blob, type=OmsState))
     assert again.ledger.get("gb-BTC-L-1-0") == c.ledger.get("gb-BTC-L-1-0")
+
+
+def _fill(c: OmsCore, cid: str, trade_id: int, side: Side, qty: str, price: str = "100") -> None:
+    c.on_event(m.OrderAccepted(symbol=SYM, client_order_id=cid, exchange_order_id=trade_id,
+                               side=side, price=D(price), qty=D(qty)))
+    c.on_event(m.OrderFilled(symbol=SYM, client_order_id=cid, trade_id=trade_id, side=side,
+                             price=D(price), qty=D(qty)))
+
+
+def test_stop_flatten_cancels_then_closes_the_position_reduce_only() -> None:
+    from models.filters import SymbolFilters
+
+    c = core()
+    c.set_filters(SymbolFilters(symbol=SYM, base_asset="BTC", quote_asset="USDT",
+                                tick_size=D("0.1"), min_price=D("0.1"), max_price=D("1e6"),
+                                step_size=D("0.001"), min_qty=D("0.001"), max_qty=D("1000"),
+                                min_notional=D("5"), market_step_size=D("0.001"),
+                                market_min_qty=D("0.001"), market_max_qty=D("100"),
+                                price_precision=1, qty_precision=3))
+    _, fx = submit(c, key="L-1")
+    _fill(c, "gb-BTC-L-1-0", 7, Side.BUY, "0.010")
+    submit(c, key="L-2", price=D("99.0"))
+    c.on_event(m.OrderAccepted(symbol=SYM, client_order_id="gb-BTC-L-2-0", exchange_order_id=8,
+                               side=Side.BUY, price=D("99.0"), qty=D("0.010")))
+    assert c.position_qty == D("0.010")
+    fx = c.stop(m.StopTrading(symbol=SYM, mode="flatten"))
+    sends = [x for r, x in fx.sends if r == "gateway"]
+    assert any(isinstance(x, m.SendCancel) and x.client_order_id == "gb-BTC-L-2-0" for x in sends)
+    (flat,) = [x for x in sends if isinstance(x, m.SendOrder)]
+    assert flat.side is Side.SELL and flat.qty == D("0.010") and flat.reduce_only
+    assert flat.order_type is OrderType.MARKET
+    assert not c.stopped()
+    # no new entries while stopping
+    _, fx = submit(c, key="L-3")
+    assert any(isinstance(x, m.OrderDenied) and x.reason == "STOPPING" for _, x in fx.sends)
+    # re-delivered stop sends no second flatten order
+    fx = c.stop(m.StopTrading(symbol=SYM, mode="flatten"))
+    assert not any(isinstance(x, m.SendOrder) for _, x in fx.sends)
+    c.on_event(m.OrderCanceled(symbol=SYM, client_order_id="gb-BTC-L-2-0"))
+    _fill(c, flat.client_order_id, 9, Side.SELL, "0.010")
+    assert c.position_qty == 0 and c.stopped()
+
+
+def test_stop_cancel_only_leaves_the_position() -> None:
+    c = core()
+    submit(c, key="L-1")
+    _fill(c, "gb-BTC-L-1-0", 7, Side.BUY, "0.010")
+    fx = c.stop(m.StopTrading(symbol=SYM, mode="cancel-only"))
+    assert not any(isinstance(x, m.SendOrder) for _, x in fx.sends)
+    assert c.stopped() and c.position_qty == D("0.010")
+
+
+def test_futures_reconciliation_takes_the_exchange_position() -> None:
+    c = core()
+    c.on_event(m.ExchangeSnapshotReceived(symbol=SYM, position_qty=D("-0.5")))
+    assert c.position_qty == D("-0.5")
+    s = core(Market.SPOT)
+    s.on_event(m.ExchangeSnapshotReceived(symbol=SYM, position_qty=D("3")))
+    assert s.position_qty == 0
