@@ -1,6 +1,6 @@
 """Strategy-core throughput: one closed bar -> StrategyValues -> desired orders, one symbol.
 
-Prints one JSON line. Uses real BTCUSDT 1m bars from /work/shared/data when present (else a
+Prints one JSON line. Uses real BTCUSDT 1m bars from ../shared/data when present (else a
 seeded synthetic walk); the warm-up bars are processed before timing starts.
 Run: ``python -m bench.strategy_bench [--bars N]``.
 """
@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from exchange_sim.marketdata import default_data_dir
 from models.enums import Market
 from models.filters import SymbolFilters
 from models.strategy import (
@@ -27,7 +28,8 @@ from models.strategy import (
     make_strategy,
 )
 
-DATA = Path("/work/shared/data/klines/spot/BTCUSDT/BTCUSDT-1m-20210917-20211017.csv.gz")
+_ROOT = default_data_dir() or Path("/nonexistent")
+DATA = Path(_ROOT) / "klines/spot/BTCUSDT/BTCUSDT-1m-20210917-20211017.csv.gz"
 
 
 def _rows(n: int) -> tuple[np.ndarray, str]:

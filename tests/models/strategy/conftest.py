@@ -12,7 +12,15 @@ import pytest
 from models.filters import SymbolFilters
 from models.strategy.types import Bar
 
-DATA = Path("/work/shared/data/klines")
+
+def _data_dir() -> Path:
+    from exchange_sim.marketdata import default_data_dir
+
+    d = default_data_dir()
+    return (Path(d) if d is not None else Path("/nonexistent")) / "klines"
+
+
+DATA = _data_dir()
 _cache: dict[str, np.ndarray] = {}
 
 
