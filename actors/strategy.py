@@ -19,10 +19,9 @@ from thespian.actors import ActorAddress
 from actors.base import GridActor
 from actors.clock import now_ms
 from models import messages as m
+from models.config import base_interval
 from models.strategy.runner import StrategyRunner, restore_runner
 
-BASE_INTERVAL = "1m"
-BASE_MS = 60_000
 _encoder = msgspec.msgpack.Encoder()
 
 
@@ -36,6 +35,8 @@ class StrategyActor(GridActor):
         self.runner: StrategyRunner | None = None
         self.history_requested = False
         self.last_log_minute = -1
+        self.interval = "5m"
+        self.base_ms = 300_000
 
     # -- lifecycle ------------------------------------------------------------------------------
     def snapshot(self) -> bytes:
@@ -45,10 +46,11 @@ class StrategyActor(GridActor):
         assert self.config is not None
         cfg = self.config
         pf = cfg.portfolio
+        self.interval, self.base_ms = base_interval(cfg)
         try:
             self.runner = restore_runner(cfg.strategy, self.symbol, pf.market_of(self.symbol),
                                          pf.weights[self.symbol], pf.utilization,
-                                         pf.leverage_cap, blob or None, BASE_MS)
+                                         pf.leverage_cap, blob or None, self.base_ms)
         except (msgspec.DecodeError, ValueError, KeyError) as e:
             # an incompatible snapshot (e.g. after a parameter change): start the strategy
             # afresh rather than trade on a misread state; orders are reconciled by the OMS
@@ -58,7 +60,7 @@ class StrategyActor(GridActor):
                       level="WARNING", symbol=self.symbol, actor=self.actor_name)
             self.runner = restore_runner(cfg.strategy, self.symbol, pf.market_of(self.symbol),
                                          pf.weights[self.symbol], pf.utilization,
-                                         pf.leverage_cap, None, BASE_MS)
+                                         pf.leverage_cap, None, self.base_ms)
 
     def on_start(self) -> None:
         assert self.runner is not None
@@ -76,11 +78,12 @@ class StrategyActor(GridActor):
         self.history_requested = True
         last = self.runner.st.last_open_ms
         p = self.config.strategy
-        need = max(p.warmup_minutes, p.normalisation_window_minutes, p.rv_long_minutes,
-                   p.volume_window_minutes) + 120
-        start = last + BASE_MS if last >= 0 else 0
-        limit = need if last < 0 else min(need, max(1, (now_ms() - start) // BASE_MS + 1))
-        self.tell_peer("gateway", m.RequestHistory(symbol=self.symbol, interval=BASE_INTERVAL,
+        need_min = max(p.warmup_minutes, p.normalisation_window_minutes, p.rv_long_minutes,
+                       p.volume_window_minutes, p.trend_interval_minutes * 3 * p.adx_period)
+        need = need_min * 60_000 // self.base_ms + 20
+        start = last + self.base_ms if last >= 0 else 0
+        limit = need if last < 0 else min(need, max(1, (now_ms() - start) // self.base_ms + 1))
+        self.tell_peer("gateway", m.RequestHistory(symbol=self.symbol, interval=self.interval,
                                                    start_ms=start, limit=int(limit)))
 
     def status(self) -> dict[str, Any]:
@@ -100,7 +103,7 @@ class StrategyActor(GridActor):
     # -- market data ------------------------------------------------------------------------------
     def receiveMsg_HistoryLoaded(self, msg: m.HistoryLoaded, sender: ActorAddress) -> None:
         assert self.runner is not None
-        if msg.interval != BASE_INTERVAL:
+        if msg.interval != self.interval:
             return
         n = self.runner.history(list(msg.klines))
         from supervision.logs import log_event
@@ -111,7 +114,7 @@ class StrategyActor(GridActor):
 
     def receiveMsg_KlineClosed(self, msg: m.KlineClosed, sender: ActorAddress) -> None:
         assert self.runner is not None
-        if msg.interval != BASE_INTERVAL:
+        if msg.interval != self.interval:
             return
         v, cmds = self.runner.on_kline(msg)
         minute = msg.close_time_ms // 60_000

@@ -46,6 +46,20 @@ class PortfolioConfig(msgspec.Struct, **_STRUCT):
         return self.markets[symbol]
 
 
+#: Binance kline intervals (minute-based ones) and their length in milliseconds.
+KLINE_INTERVAL_MS: dict[str, int] = {
+    "1m": 60_000, "3m": 180_000, "5m": 300_000, "15m": 900_000, "30m": 1_800_000,
+    "1h": 3_600_000, "2h": 7_200_000, "4h": 14_400_000, "6h": 21_600_000, "8h": 28_800_000,
+    "12h": 43_200_000, "1d": 86_400_000,
+}
+
+
+def base_interval(cfg: Config) -> tuple[str, int]:
+    """The strategy's base bar: (interval, milliseconds)."""
+    iv = cfg.gateway.kline_intervals[0]
+    return iv, KLINE_INTERVAL_MS[iv]
+
+
 class GatewayConfig(msgspec.Struct, **_STRUCT):
     """Exchange connectivity."""
 
@@ -57,7 +71,9 @@ class GatewayConfig(msgspec.Struct, **_STRUCT):
     reconnect_backoff_max_s: float = 30.0
     rate_limit_safety: float = 0.8
     book_conflation_ms: int = 250
-    kline_intervals: tuple[str, ...] = ("1m",)
+    #: Kline streams; the first is the strategy's base bar (the embedded exchange replays it).
+    #: 5m by default: the recorded futures data has no 1m bars.
+    kline_intervals: tuple[str, ...] = ("5m",)
     testnet_urls: dict[str, str] = {}
 
 
@@ -193,6 +209,12 @@ def validate_config(cfg: Config) -> list[str]:
                                        "reconnect_backoff_initial_s", "reconnect_backoff_max_s"))
     if g.recv_window_ms > 60000:
         errs.append("$.gateway.recv_window_ms: must be <= 60000 (Binance maximum)")
+    if not g.kline_intervals:
+        errs.append("$.gateway.kline_intervals: at least one interval (the strategy's base bar)")
+    for i, iv in enumerate(g.kline_intervals):
+        if iv not in KLINE_INTERVAL_MS:
+            errs.append(f"$.gateway.kline_intervals[{i}]: {iv!r} is not a Binance kline interval "
+                        f"({', '.join(KLINE_INTERVAL_MS)})")
     if not 0 < g.rate_limit_safety <= 1:
         errs.append("$.gateway.rate_limit_safety: must be in (0, 1]")
     if not re.fullmatch(r"[A-Za-z0-9]{1,6}", cfg.oms.client_id_prefix):
