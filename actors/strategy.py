@@ -81,8 +81,11 @@ class StrategyActor(GridActor):
         need_min = max(p.warmup_minutes, p.normalisation_window_minutes, p.rv_long_minutes,
                        p.volume_window_minutes, p.trend_interval_minutes * 3 * p.adx_period)
         need = need_min * 60_000 // self.base_ms + 20
-        start = last + self.base_ms if last >= 0 else 0
-        limit = need if last < 0 else min(need, max(1, (now_ms() - start) // self.base_ms + 1))
+        start, limit = 0, need  # the latest `need` closed bars
+        if last >= 0:
+            missed = (now_ms() - last) // self.base_ms
+            if missed <= need:  # a short restart: just the bars missed since the snapshot
+                start, limit = last + self.base_ms, max(1, missed + 1)
         self.tell_peer("gateway", m.RequestHistory(symbol=self.symbol, interval=self.interval,
                                                    start_ms=start, limit=int(limit)))
 
