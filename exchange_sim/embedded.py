@@ -1,0 +1,88 @@
+"""The embedded exchange as the default venue of ``python run.py``.
+
+``start_for_bot`` (the launcher's venue hook) starts a ``SimServer`` in a daemon thread of the
+launcher process, configured from the bot's config: the portfolio's symbols and markets, the
+strategy's base bar interval, enough history before the replay start for the strategy's
+warm-up, the replay speed (``--speed``, default 60 sim seconds per wall second) and a state
+file in the bot's state directory, so a restarted bot finds the exchange where it left it
+(accounts, orders, positions, sim clock). Its URLs and (non-secret, sim-only) API key go to
+``<state_dir>/sim_urls.json``, where the gateways read them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from models.config import Config, base_interval
+from models.enums import Venue
+
+SIM_URLS_FILE = "sim_urls.json"
+SIM_STATE_FILE = "exchange_sim.json"
+DEFAULT_BOT_SPEED = 60.0
+
+
+def sim_config_for_bot(cfg: Config, args: argparse.Namespace | None, state_dir: Path) -> Any:
+    """The ``SimConfig`` the bot's embedded exchange runs with (see module doc)."""
+    from exchange_sim.config import SimConfig
+
+    pf = cfg.portfolio
+    markets = {pf.market_of(s).value for s in pf.symbols}
+    market = markets.pop() if len(markets) == 1 else "both"
+    interval, iv_ms = base_interval(cfg)
+    p = cfg.strategy
+    need_min = max(p.warmup_minutes, p.normalisation_window_minutes, p.rv_long_minutes,
+                   p.volume_window_minutes, p.trend_interval_minutes * 3 * p.adx_period)
+    warmup_bars = max(cfg.sim.warmup_bars, need_min * 60_000 // iv_ms + 50)
+    speed: Any = cfg.sim.speed
+    arg_speed = getattr(args, "speed", None) if args is not None else None
+    if arg_speed is not None:
+        speed = "max" if str(arg_speed) == "max" else float(arg_speed)
+    elif speed == 1.0:
+        speed = DEFAULT_BOT_SPEED
+    over: dict[str, Any] = {
+        "symbols": list(pf.symbols), "market": market, "interval": interval,
+        "warmup_bars": warmup_bars, "speed": speed,
+        "state_file": cfg.sim.state_file or str(state_dir / SIM_STATE_FILE),
+        "state_save_interval_s": min(cfg.sim.state_save_interval_s, 5.0),
+    }
+    base = msgspec.to_builtins(cfg.sim)
+    base.update(over)
+    return msgspec.convert(base, SimConfig, strict=False)
+
+
+def start_for_bot(cfg: Config, args: argparse.Namespace | None,
+                  state_dir: Path) -> Callable[[], None] | None:
+    """Start the embedded exchange for a ``venue: sim`` bot; return its stop function."""
+    if cfg.venue is not Venue.SIM:
+        return None
+    from exchange_sim.server import SimServer
+    from supervision.logs import log_event
+
+    scfg = sim_config_for_bot(cfg, args, state_dir)
+    srv = SimServer(scfg)
+    urls = srv.start_in_thread()
+    path = state_dir / SIM_URLS_FILE
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    tmp.write_text(urls.to_json() + "\n")
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+    info = json.loads(urls.to_json())
+    log_event("SIM_STARTED", f"embedded exchange on {info['rest'].rsplit('/', 1)[0]} "
+              f"({scfg.market}, {scfg.interval} bars, speed {scfg.speed})",
+              symbols=list(scfg.symbols), market=scfg.market, interval=scfg.interval,
+              speed=scfg.speed, state_file=scfg.state_file, admin=info["admin"],
+              notes=list(srv.notes))
+
+    def stop() -> None:
+        srv.stop()
+        path.unlink(missing_ok=True)
+        log_event("SIM_STOPPED", "embedded exchange stopped (state saved)")
+
+    return stop
