@@ -133,6 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("acceptance", help="run the Milestone-1 acceptance checks on a venue")
     p.add_argument("--venue", choices=("sim", "testnet"), default="sim")
     p.add_argument("--config", type=Path, default=None)
+    p.add_argument("--stable-seconds", type=float, default=None,
+                   help="how long the streams must stay up (default 45 on sim, 3600 on testnet)")
     p.set_defaults(handler=_resolve("supervision.acceptance", "acceptance_command",
                                     "acceptance", "issue 4"))
 
