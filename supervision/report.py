@@ -1,0 +1,821 @@
+"""Performance report from the bot's JSON log: ``report.json``, ``report.html``, PNG charts.
+
+``python run.py report LOGFILE --out DIR`` (``report_command``) and the backtest driver
+(``build_report``) read the same log events, so paper, live and backtest runs are judged by
+the same numbers. Methods are in ``models.metrics`` and docs/REPORT.md.
+
+API::
+
+    build_report(out_dir, log_path=None, *, events=None, benchmark_prices=None, meta=None,
+                 charts=True) -> dict
+
+* ``out_dir``: where ``report.json``, ``report.html``, the PNGs and (when missing)
+  ``trades.csv``/``equity.csv`` are written (created if needed).
+* ``log_path``: the run's ``gridbot.jsonl`` (a directory: every ``gridbot*.jsonl`` in it);
+  or pass ``events`` (already-parsed records) instead.
+* ``benchmark_prices``: ``{symbol: [(ts_ms, close), ...]}`` for buy-and-hold; default: the
+  ``close`` of the STRATEGY events.
+* ``meta``: copied into ``report["meta"]``; read: ``initial_equity`` (default: the first
+  EQUITY), ``weights`` ``{symbol: w}`` (capital base of per-symbol returns; default: a
+  ``weights`` dict found in the log, else equal weights), ``quote_asset`` (default USDT).
+* ``charts``: False skips matplotlib (tables only). Without matplotlib installed the report
+  is built without charts and says so in ``warnings``.
+
+Bad input raises ``ReportError`` (missing file, not JSON lines, no EQUITY events); a
+truncated last line is skipped with a warning.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import csv
+import datetime as _dt
+import html
+import io
+import json
+import math
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from models import metrics as mx
+
+ZERO = Decimal(0)
+EXIT_OK, EXIT_BAD_INPUT = 0, 2
+QUOTES = ("USDT", "USDC", "FDUSD", "BUSD")
+LEVEL_NAMES = {0: "0 normal", 1: "1 reduced", 2: "2 deleveraged", 3: "3 halted"}
+MAX_PLOT_POINTS = 4000
+TRADE_COLUMNS = ("symbol", "side", "qty", "entry_price", "exit_price", "gross_pnl", "fees",
+                 "funding", "net_pnl", "opened_ms", "closed_ms", "holding_s")
+EQUITY_COLUMNS = ("ts_ms", "time", "equity", "peak_equity", "drawdown", "leverage",
+                  "worst_case_leverage", "level", "state")
+
+
+class ReportError(Exception):
+    """Input the report cannot be built from (the message names the problem)."""
+
+
+# -- reading the log ----------------------------------------------------------------------------
+def _log_files(path: Path) -> list[Path]:
+    if path.is_dir():
+        files = sorted(p for p in path.glob("gridbot*.jsonl") if p.name != "gridbot.jsonl")
+        if (path / "gridbot.jsonl").exists():
+            files.append(path / "gridbot.jsonl")  # the current file is the newest
+        if not files:
+            raise ReportError(f"no gridbot*.jsonl log file in directory {path}")
+        return files
+    if not path.exists():
+        raise ReportError(f"log file not found: {path}")
+    return [path]
+
+
+def read_log(path: str | Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """Parsed JSON-line records of a log file (or a log directory) and warnings.
+
+    A last line that does not parse (the writer was killed mid-line) is dropped with a
+    warning; a file whose lines are not JSON objects raises ``ReportError``."""
+    events: list[dict[str, Any]] = []
+    warnings: list[str] = []
+    dec = msgspec.json.Decoder()
+    for f in _log_files(Path(path)):
+        try:
+            data = f.read_bytes()
+        except OSError as e:
+            raise ReportError(f"cannot read log file {f}: {e}") from e
+        lines = data.split(b"\n")
+        numbered = [(i + 1, ln) for i, ln in enumerate(lines) if ln.strip()]
+        if not numbered:
+            warnings.append(f"{f}: empty log file")
+            continue
+        bad: list[int] = []
+        good = 0
+        for k, (no, ln) in enumerate(numbered):
+            try:
+                rec = dec.decode(ln)
+            except (msgspec.DecodeError, UnicodeDecodeError):
+                rec = None
+            if not isinstance(rec, dict):
+                if k == len(numbered) - 1 and good:
+                    warnings.append(f"{f}: line {no} is truncated or not JSON "
+                                    f"({len(ln)} bytes); ignored (writer killed mid-line?)")
+                    continue
+                bad.append(no)
+                continue
+            good += 1
+            events.append(rec)
+        if bad and (good == 0 or len(bad) > good):
+            raise ReportError(f"{f} is not a JSON-lines log: line {bad[0]} is not a JSON "
+                              f"object ({len(bad)} of {len(numbered)} lines unreadable)")
+        if bad:
+            warnings.append(f"{f}: {len(bad)} unreadable line(s) skipped, first at line "
+                            f"{bad[0]}")
+    return events, warnings
+
+
+# -- small helpers ------------------------------------------------------------------------------
+def _dec(v: Any) -> Decimal:
+    if v is None or v == "":
+        return ZERO
+    try:
+        d = Decimal(str(v))
+    except (InvalidOperation, ValueError):
+        return ZERO
+    return d if d.is_finite() else ZERO
+
+
+def _f(v: Any) -> float:
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        return 0.0
+    return x if math.isfinite(x) else 0.0
+
+
+def _ts(ev: Mapping[str, Any]) -> int | None:
+    v = ev.get("ts_ms")
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return int(v)
+    for key in ("ts", "time"):
+        s = ev.get(key)
+        if isinstance(s, str):
+            try:
+                t = _dt.datetime.fromisoformat(s.replace("Z", "+00:00"))
+            except ValueError:
+                continue
+            if t.tzinfo is None:
+                t = t.replace(tzinfo=_dt.timezone.utc)
+            return int(t.timestamp() * 1000)
+    return None
+
+
+def _iso(ts_ms: int | None) -> str | None:
+    if ts_ms is None:
+        return None
+    return _dt.datetime.fromtimestamp(ts_ms / 1000, _dt.timezone.utc).strftime(
+        "%Y-%m-%d %H:%M:%S")
+
+
+def _level(v: Any) -> int | str:
+    try:
+        return int(v)
+    except (TypeError, ValueError):
+        return str(v)
+
+
+def _money(d: Decimal | None) -> str | None:
+    if d is None:
+        return None
+    q = d.quantize(Decimal("0.00000001")).normalize()
+    return format(q, "f") if q != ZERO else "0"
+
+
+def _positions(v: Any) -> dict[str, Mapping[str, Any]]:
+    if isinstance(v, dict):
+        return {str(k): p for k, p in v.items() if isinstance(p, dict)}
+    if isinstance(v, list):
+        return {str(p["symbol"]): p for p in v if isinstance(p, dict) and "symbol" in p}
+    return {}
+
+
+def _base_asset(symbol: str, quote: str) -> str:
+    for q in (quote, *QUOTES):
+        if symbol.endswith(q) and len(symbol) > len(q):
+            return symbol[: -len(q)]
+    return ""
+
+
+# -- analysis -----------------------------------------------------------------------------------
+class _Sym:
+    """Per-symbol accumulators while walking the events in time order."""
+
+    def __init__(self) -> None:
+        self.gross = ZERO
+        self.fees = ZERO
+        self.fees_other: dict[str, Decimal] = {}
+        self.funding_paid = ZERO
+        self.funding_received = ZERO
+        self.unrealized = ZERO
+        self.curve_t: list[int] = []
+        self.curve_pnl: list[Decimal] = []
+        self.trades: list[dict[str, Any]] = []
+        self.fills: list[tuple[bool, Decimal]] = []
+        self.fill_marks: list[tuple[int, str, float]] = []
+        self.placed: dict[str, Decimal] = {}
+        self.filled: dict[str, Decimal] = {}
+        self.prices: list[tuple[int, float]] = []
+        self.conviction: list[tuple[int, float, float]] = []
+        self.max_leverage: float | None = None
+        self.funding_ids: set[str] = set()
+
+    @property
+    def pnl(self) -> Decimal:
+        return (self.gross - self.fees + self.funding_received - self.funding_paid
+                + self.unrealized)
+
+
+def _weights(symbols: Sequence[str], meta: Mapping[str, Any],
+             events: Sequence[Mapping[str, Any]]) -> tuple[dict[str, float], str]:
+    cand: Any = meta.get("weights")
+    source = "meta"
+    if not isinstance(cand, dict):
+        cand, source = None, "log"
+        for ev in events:
+            w = ev.get("weights")
+            if isinstance(w, dict):
+                cand = w
+        if cand is None:
+            return {s: 1.0 / len(symbols) for s in symbols} if symbols else {}, "equal"
+    w = {s: _f(cand.get(s)) for s in symbols}
+    if any(v <= 0 for v in w.values()):
+        return {s: 1.0 / len(symbols) for s in symbols}, "equal (weights incomplete)"
+    total = sum(w.values())
+    return {s: v / total for s, v in w.items()}, source
+
+
+def analyse(events: Iterable[Mapping[str, Any]], *,
+            benchmark_prices: Mapping[str, Sequence[tuple[int, Any]]] | None = None,
+            meta: Mapping[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(report dict, chart data) from log records. Raises ``ReportError`` without EQUITY."""
+    meta = dict(meta or {})
+    quote = str(meta.get("quote_asset", "USDT"))
+    timed = [(t, i, ev) for i, ev in enumerate(events)
+             if isinstance(ev, Mapping) and (t := _ts(ev)) is not None]
+    timed.sort(key=lambda x: (x[0], x[1]))
+    evs = [(t, ev) for t, _, ev in timed]
+    eq_events = [(t, ev) for t, ev in evs if ev.get("event") == "EQUITY"]
+    if not eq_events:
+        raise ReportError("no EQUITY events in the log (is this the bot's gridbot.jsonl, and "
+                          "did the portfolio run long enough to log equity?)")
+    syms: dict[str, _Sym] = {}
+
+    def sym(name: Any) -> _Sym | None:
+        if not isinstance(name, str) or not name:
+            return None
+        return syms.setdefault(name, _Sym())
+
+    eq_t: list[int] = []
+    eq_v: list[float] = []
+    eq_rows: list[dict[str, Any]] = []
+    lv_t: list[int] = []
+    lv_v: list[int | str] = []
+    max_lev = max_wc = 0.0
+    counts: dict[str, int] = {}
+    for t, ev in evs:
+        kind = ev.get("event")
+        counts[str(kind)] = counts.get(str(kind), 0) + 1
+        if kind == "EQUITY":
+            e = _f(ev.get("equity"))
+            eq_t.append(t)
+            eq_v.append(e)
+            row = {c: ev.get(c, "") for c in EQUITY_COLUMNS}
+            row["ts_ms"], row["time"] = t, _iso(t)
+            eq_rows.append(row)
+            max_lev = max(max_lev, _f(ev.get("leverage")))
+            max_wc = max(max_wc, _f(ev.get("worst_case_leverage")))
+            if ev.get("level") is not None:
+                lv_t.append(t)
+                lv_v.append(_level(ev.get("level")))
+            for name, p in _positions(ev.get("positions")).items():
+                s = sym(name)
+                if s is not None:
+                    s.unrealized = _dec(p.get("unrealized_pnl"))
+            for s in syms.values():
+                s.curve_t.append(t)
+                s.curve_pnl.append(s.pnl)
+        elif kind == "DRAWDOWN_LEVEL" and ev.get("level") is not None:
+            lv_t.append(t)
+            lv_v.append(_level(ev.get("level")))
+        elif (s := sym(ev.get("symbol"))) is None:
+            continue
+        elif kind == "TRADE_CLOSED":
+            s.gross += _dec(ev.get("gross_pnl"))
+            s.trades.append(dict(ev))
+        elif kind == "ORDER_FILLED":
+            price, qty = _dec(ev.get("price")), _dec(ev.get("qty"))
+            fee, asset = _dec(ev.get("fee")), str(ev.get("fee_asset") or "")
+            if asset in ("", quote):
+                s.fees += fee
+            elif asset == _base_asset(str(ev.get("symbol")), quote):
+                s.fees += fee * price
+            elif fee:
+                s.fees_other[asset] = s.fees_other.get(asset, ZERO) + fee
+            s.fills.append((bool(ev.get("maker")), price * qty))
+            side = str(ev.get("side", "")).upper()
+            s.fill_marks.append((t, side, float(price)))
+            coid = str(ev.get("client_order_id", ""))
+            s.filled[coid] = s.filled.get(coid, ZERO) + qty
+        elif kind == "ORDER_PLACED":
+            s.placed[str(ev.get("client_order_id", ""))] = _dec(ev.get("qty"))
+        elif kind == "FUNDING_PAID":
+            fid = str(ev.get("funding_id", ""))
+            if fid and fid in s.funding_ids:
+                continue  # logged again after a restart: count once (as the ledger does)
+            if fid:
+                s.funding_ids.add(fid)
+            a = _dec(ev.get("amount"))
+            if a >= ZERO:
+                s.funding_received += a
+            else:
+                s.funding_paid -= a
+        elif kind == "STRATEGY":
+            if ev.get("close") is not None:
+                s.prices.append((t, _f(ev.get("close"))))
+            s.conviction.append((t, _f(ev.get("L")), _f(ev.get("S"))))
+        elif kind == "STATUS" and ev.get("leverage") is not None:
+            lev = _f(ev.get("leverage"))
+            s.max_leverage = lev if s.max_leverage is None else max(s.max_leverage, lev)
+
+    initial = _f(meta["initial_equity"]) if meta.get("initial_equity") is not None else eq_v[0]
+    if meta.get("initial_equity") is not None and initial != eq_v[0]:
+        first = evs[0][0]
+        if first < eq_t[0]:
+            eq_t.insert(0, first)
+            eq_v.insert(0, initial)
+    start_ms, end_ms = eq_t[0], eq_t[-1]
+    names = sorted(syms)
+    weights, wsource = _weights(names, meta, [ev for _, ev in evs])
+    warnings: list[str] = []
+
+    # per symbol
+    per_sym: dict[str, Any] = {}
+    curves: dict[str, tuple[list[int], list[float]]] = {}
+    bench_src = benchmark_prices or {}
+    prices: dict[str, tuple[list[int], list[float]]] = {}
+    for name in names:
+        s = syms[name]
+        src = bench_src.get(name) if bench_src else None
+        pts = sorted((int(t), _f(p)) for t, p in src) if src else s.prices
+        if pts:
+            prices[name] = mx.clip_series([p[0] for p in pts], [p[1] for p in pts],
+                                          start_ms, end_ms)
+    for name in names:
+        s = syms[name]
+        base = Decimal(repr(initial * weights[name]))
+        ct = s.curve_t
+        cv = [float(base + p) for p in s.curve_pnl]
+        if ct and ct[0] > start_ms:  # the symbol appeared after the first EQUITY: flat before
+            ct, cv = [start_ms, *ct], [float(base), *cv]
+        curves[name] = (ct, cv)
+        ts = mx.trade_stats([_dec(tr.get("net_pnl")) for tr in s.trades],
+                            [_f(tr.get("holding_s")) for tr in s.trades])
+        fs = mx.fill_stats(s.fills)
+        entry: dict[str, Any] = {
+            "weight": weights[name],
+            "capital_base": float(base),
+            **mx.equity_metrics(ct, cv),
+            "pnl": {
+                "net": _money(s.pnl), "realized_gross": _money(s.gross),
+                "fees_paid": _money(s.fees),
+                "fees_other_assets": {k: _money(v) for k, v in s.fees_other.items()},
+                "funding_paid": _money(s.funding_paid),
+                "funding_received": _money(s.funding_received),
+                "funding_net": _money(s.funding_received - s.funding_paid),
+                "unrealized": _money(s.unrealized),
+            },
+            "trades": _trade_json(ts),
+            "fills": _fill_json(fs),
+            **mx.order_fill_rate(s.placed, s.filled),
+            "max_leverage": s.max_leverage,
+            "monthly_returns": mx.monthly_returns(ct, cv),
+            "benchmark": _bench(prices.get(name)),
+        }
+        if s.fees_other:
+            warnings.append(f"{name}: fees in {', '.join(sorted(s.fees_other))} are not "
+                            "converted to the quote asset (no price in the log)")
+        per_sym[name] = entry
+
+    # portfolio
+    all_trades = [tr for n in names for tr in syms[n].trades]
+    ts = mx.trade_stats([_dec(tr.get("net_pnl")) for tr in all_trades],
+                        [_f(tr.get("holding_s")) for tr in all_trades])
+    fs = mx.fill_stats([f for n in names for f in syms[n].fills])
+    placed = {f"{n}/{k}": v for n in names for k, v in syms[n].placed.items()}
+    filled = {f"{n}/{k}": v for n in names for k, v in syms[n].filled.items()}
+    end_all = max(evs[-1][0], end_ms)
+    levels = mx.time_in_levels(lv_t, [lv if isinstance(lv, int) else -1 for lv in lv_v],
+                               end_all) if lv_t else {}
+    span = max(1, end_all - lv_t[0]) if lv_t else 1
+    bench_port = mx.weighted_index(prices, weights, start_value=initial) if prices else ([], [])
+    fees_total = sum((syms[n].fees for n in names), ZERO)
+    fpaid = sum((syms[n].funding_paid for n in names), ZERO)
+    frec = sum((syms[n].funding_received for n in names), ZERO)
+    portfolio: dict[str, Any] = {
+        "initial_equity": initial,
+        **mx.equity_metrics(eq_t, eq_v),
+        "pnl": {"net": _money(Decimal(repr(eq_v[-1])) - Decimal(repr(initial))),
+                "fees_paid": _money(fees_total), "funding_paid": _money(fpaid),
+                "funding_received": _money(frec), "funding_net": _money(frec - fpaid)},
+        "trades": _trade_json(ts),
+        "fills": _fill_json(fs),
+        **mx.order_fill_rate(placed, filled),
+        "max_leverage": max_lev,
+        "max_worst_case_leverage": max_wc,
+        "time_in_drawdown_level_s": {str(k): v / 1000 for k, v in sorted(levels.items())},
+        "time_in_drawdown_level_share": {str(k): v / span for k, v in sorted(levels.items())},
+        "monthly_returns": mx.monthly_returns(eq_t, eq_v),
+        "benchmark": _bench(bench_port if bench_port[0] else None),
+    }
+    if portfolio["benchmark"] and portfolio["total_return"] is not None:
+        portfolio["excess_return_vs_benchmark"] = (portfolio["total_return"]
+                                                   - portfolio["benchmark"]["total_return"])
+    if not prices:
+        warnings.append("no prices for a buy-and-hold benchmark (no STRATEGY closes in the "
+                        "log and none passed in)")
+    report = {
+        "generated_from": {"events": len(evs), "event_counts": dict(sorted(counts.items())),
+                           "start_ms": start_ms, "end_ms": end_ms, "start": _iso(start_ms),
+                           "end": _iso(end_ms), "weights_source": wsource},
+        "meta": meta,
+        "methods": METHODS,
+        "portfolio": portfolio,
+        "symbols": per_sym,
+        "warnings": warnings,
+    }
+    chart = {"equity": (eq_t, eq_v), "benchmark": bench_port, "symbol_curves": curves,
+             "prices": {n: (([p[0] for p in syms[n].prices], [p[1] for p in syms[n].prices])
+                            if syms[n].prices else prices.get(n, ([], [])))
+                        for n in names},
+             "fills": {n: syms[n].fill_marks for n in names},
+             "conviction": {n: syms[n].conviction for n in names},
+             "levels": (lv_t, lv_v), "trades": all_trades, "equity_rows": eq_rows}
+    return report, chart
+
+
+METHODS = {
+    "year": "365 days (crypto trades every day)",
+    "daily_returns": "from end-of-day (UTC) equity, forward-filled; first day vs the first "
+                     "sample",
+    "sharpe": "mean/std(ddof=1) of daily returns x sqrt(365), risk-free 0",
+    "sortino": "mean of daily returns / sqrt(mean(min(r,0)^2)) x sqrt(365), target 0",
+    "max_drawdown": "equity / running peak - 1 on every EQUITY sample; duration from the peak "
+                    "to recovery (or the end)",
+    "symbol_equity": "capital_base (initial equity x weight) + realized gross PnL (TRADE_CLOSED)"
+                     " - fees (ORDER_FILLED, in quote) + funding (FUNDING_PAID) + unrealized "
+                     "PnL (EQUITY.positions), sampled at each EQUITY event",
+    "order_fill_rate": "orders whose fills reach the placed qty / orders placed (ORDER_PLACED)",
+    "benchmark": "buy-and-hold of the symbol's close over the equity span; portfolio: the "
+                 "weighted basket",
+    "money": "PnL, fees and funding are exact decimal strings in the quote asset",
+}
+
+
+def _trade_json(ts: mx.TradeStats) -> dict[str, Any]:
+    return {"round_trips": ts.round_trips, "wins": ts.wins, "losses": ts.losses,
+            "win_rate": ts.win_rate, "profit_factor": ts.profit_factor,
+            "gross_profit": _money(ts.gross_profit), "gross_loss": _money(ts.gross_loss),
+            "net_pnl": _money(ts.net_pnl), "avg_net_pnl": _money(ts.avg_net_pnl),
+            "avg_holding_s": ts.avg_holding_s}
+
+
+def _fill_json(fs: mx.FillStats) -> dict[str, Any]:
+    return {"fills": fs.fills, "maker_fills": fs.maker_fills, "taker_fills": fs.taker_fills,
+            "maker_share": fs.maker_share, "maker_taker_ratio": fs.maker_taker_ratio,
+            "maker_notional": _money(fs.maker_notional),
+            "taker_notional": _money(fs.taker_notional),
+            "maker_notional_share": fs.maker_notional_share}
+
+
+def _bench(series: tuple[list[int], list[float]] | None) -> dict[str, Any] | None:
+    if not series or not series[0]:
+        return None
+    m = mx.equity_metrics(*series)
+    return {"start_price": series[1][0], "end_price": series[1][-1],
+            **{k: m[k] for k in ("total_return", "cagr", "sharpe", "sortino", "max_drawdown",
+                                 "max_drawdown_duration_s")}}
+
+
+# -- outputs ------------------------------------------------------------------------------------
+def _write_trades_csv(path: Path, trades: Sequence[Mapping[str, Any]]) -> None:
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(TRADE_COLUMNS)
+        for tr in sorted(trades, key=lambda x: (_f(x.get("closed_ms")), str(x.get("symbol")))):
+            w.writerow([tr.get(c, "") for c in TRADE_COLUMNS])
+
+
+def _write_equity_csv(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(EQUITY_COLUMNS)
+        for r in rows:
+            w.writerow([r.get(c, "") for c in EQUITY_COLUMNS])
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, Decimal):
+        return str(o)
+    return str(o)
+
+
+def _clean(o: Any) -> Any:
+    """NaN/inf are not JSON: write them as null."""
+    if isinstance(o, float):
+        return o if math.isfinite(o) else None
+    if isinstance(o, dict):
+        return {str(k): _clean(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_clean(v) for v in o]
+    return o
+
+
+def build_report(out_dir: str | Path, log_path: str | Path | None = None, *,
+                 events: Iterable[Mapping[str, Any]] | None = None,
+                 benchmark_prices: Mapping[str, Sequence[tuple[int, Any]]] | None = None,
+                 meta: Mapping[str, Any] | None = None, charts: bool = True) -> dict[str, Any]:
+    """Write report.json, report.html, PNG charts (and missing trades.csv/equity.csv) into
+    ``out_dir``; return the report dict. Raises ``ReportError`` on bad input."""
+    warnings: list[str] = []
+    if events is None:
+        if log_path is None:
+            raise ReportError("build_report needs a log_path or events")
+        events, warnings = read_log(log_path)
+    report, chart = analyse(events, benchmark_prices=benchmark_prices, meta=meta)
+    report["warnings"] = warnings + report["warnings"]
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if not (out / "trades.csv").exists():
+        _write_trades_csv(out / "trades.csv", chart["trades"])
+    if not (out / "equity.csv").exists():
+        _write_equity_csv(out / "equity.csv", chart["equity_rows"])
+    images: dict[str, bytes] = {}
+    if charts:
+        try:
+            import matplotlib
+        except ImportError as e:
+            report["warnings"].append(f"charts skipped: {e} (pip install 'gridbot[report]')")
+        else:
+            matplotlib.use("Agg")
+            images = render_charts(chart)
+            for name, png in images.items():
+                (out / name).write_bytes(png)
+    report["files"] = sorted(["report.json", "report.html", "trades.csv", "equity.csv",
+                              *images])
+    report = _clean(report)
+    (out / "report.json").write_text(json.dumps(report, indent=2, default=_json_default))
+    (out / "report.html").write_text(render_html(report, images))
+    return report
+
+
+# -- charts (matplotlib, Agg) -------------------------------------------------------------------
+def _thin(t: Sequence[int], v: Sequence[float], n: int = MAX_PLOT_POINTS
+          ) -> tuple[list[Any], list[float]]:
+    """At most ~n points (every k-th, always the last) as datetimes for plotting."""
+    k = max(1, len(t) // n)
+    idx = list(range(0, len(t), k))
+    if idx and idx[-1] != len(t) - 1:
+        idx.append(len(t) - 1)
+    return [_dtm(t[i]) for i in idx], [v[i] for i in idx]
+
+
+def _dtm(ts_ms: int) -> _dt.datetime:
+    return _dt.datetime.fromtimestamp(ts_ms / 1000, _dt.timezone.utc).replace(tzinfo=None)
+
+
+def _png(fig: Any) -> bytes:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png", dpi=90)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def render_charts(chart: Mapping[str, Any]) -> dict[str, bytes]:
+    """PNG bytes by file name: equity.png, drawdown.png, price_<SYM>.png (fills marked),
+    conviction_<SYM>.png (L and S). Needs matplotlib with the Agg backend selected."""
+    import matplotlib.pyplot as plt
+
+    out: dict[str, bytes] = {}
+    eq_t, eq_v = chart["equity"]
+    fig, ax = plt.subplots(figsize=(11, 4))
+    ax.plot(*_thin(eq_t, eq_v), label="equity", color="#1f77b4", lw=1.2)
+    bt, bv = chart["benchmark"]
+    if bt:
+        ax.plot(*_thin(bt, bv), label="buy & hold (weighted)", color="#999", lw=1)
+    ax.set_title("Portfolio equity")
+    ax.set_ylabel("quote")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best")
+    out["equity.png"] = _png(fig)
+
+    dd = mx.drawdown_series(eq_v)
+    fig, ax = plt.subplots(figsize=(11, 3))
+    x, y = _thin(eq_t, [float(d) * 100 for d in dd])
+    ax.fill_between(x, y, 0, color="#d62728", alpha=0.4, step="post")
+    ax.plot(x, y, color="#d62728", lw=0.8, drawstyle="steps-post")
+    for lvl in (-5, -10, -15):
+        ax.axhline(lvl, color="#555", lw=0.6, ls="--")
+    ax.set_title("Drawdown (%) with brake levels -5/-10/-15 %")
+    ax.grid(alpha=0.3)
+    out["drawdown.png"] = _png(fig)
+
+    for name, (pt, pv) in chart["prices"].items():
+        fills = chart["fills"].get(name) or []
+        if not pt and not fills:
+            continue
+        fig, ax = plt.subplots(figsize=(11, 4))
+        if pt:
+            ax.plot(*_thin(pt, pv), color="#333", lw=0.8, label="close")
+        for side, mk, col in (("BUY", "^", "#2ca02c"), ("SELL", "v", "#d62728")):
+            pts = [(f[0], f[2]) for f in fills if f[1] == side]
+            if pts:
+                ax.scatter([_dtm(p[0]) for p in pts], [p[1] for p in pts], marker=mk, s=18,
+                           color=col, label=f"{side.lower()} fills ({len(pts)})", zorder=3)
+        ax.set_title(f"{name}: price and fills")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="best")
+        out[f"price_{name}.png"] = _png(fig)
+
+    for name, conv in chart["conviction"].items():
+        if not conv:
+            continue
+        t = [c[0] for c in conv]
+        fig, ax = plt.subplots(figsize=(11, 3))
+        ax.plot(*_thin(t, [c[1] for c in conv]), color="#2ca02c", lw=0.8, label="L (long)")
+        ax.plot(*_thin(t, [c[2] for c in conv]), color="#d62728", lw=0.8, label="S (short)")
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_title(f"{name}: conviction")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="best")
+        out[f"conviction_{name}.png"] = _png(fig)
+    return out
+
+
+# -- html ---------------------------------------------------------------------------------------
+CSS = """body{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:1200px}
+h1{font-size:22px}h2{font-size:18px;margin-top:28px;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;margin:8px 0;font-size:13px}
+td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f3f3f3}
+td.l,th.l{text-align:left}.neg{color:#b00}.pos{color:#070}.warn{color:#a60}
+img{max-width:100%;border:1px solid #eee;margin:6px 0}"""
+
+ROWS: tuple[tuple[str, str, str], ...] = (
+    ("total_return", "Total return", "pct"), ("cagr", "CAGR", "pct"),
+    ("sharpe", "Sharpe (daily, ann.)", "num"), ("sortino", "Sortino (daily, ann.)", "num"),
+    ("max_drawdown", "Max drawdown", "pct"),
+    ("max_drawdown_duration_s", "Max DD duration", "dur"),
+    ("longest_drawdown_s", "Longest drawdown", "dur"),
+    ("trades.round_trips", "Round trips", "int"), ("trades.win_rate", "Win rate", "pct"),
+    ("trades.profit_factor", "Profit factor", "num"),
+    ("trades.avg_holding_s", "Avg holding time", "dur"),
+    ("pnl.net", "Net PnL", "str"), ("pnl.fees_paid", "Fees paid", "str"),
+    ("pnl.funding_net", "Funding (net, + received)", "str"),
+    ("fills.maker_share", "Maker share of fills", "pct"),
+    ("fills.maker_taker_ratio", "Maker/taker ratio", "num"),
+    ("order_fill_rate", "Order fill rate", "pct"), ("max_leverage", "Max leverage", "num"),
+    ("benchmark.total_return", "Buy & hold return", "pct"),
+    ("benchmark.max_drawdown", "Buy & hold max DD", "pct"),
+)
+
+
+def _get(d: Mapping[str, Any], path: str) -> Any:
+    cur: Any = d
+    for part in path.split("."):
+        if not isinstance(cur, Mapping):
+            return None
+        cur = cur.get(part)
+    return cur
+
+
+def _fmt(v: Any, kind: str) -> str:
+    if v is None:
+        return "–"
+    if kind == "pct":
+        return f"{float(v) * 100:.2f} %"
+    if kind == "num":
+        return f"{float(v):.3f}"
+    if kind == "int":
+        return str(int(v))
+    if kind == "dur":
+        s = float(v)
+        if s >= 86400:
+            return f"{s / 86400:.1f} d"
+        if s >= 3600:
+            return f"{s / 3600:.1f} h"
+        return f"{s / 60:.1f} min"
+    return html.escape(str(v))
+
+
+def _cls(v: Any, kind: str) -> str:
+    if kind in ("pct", "num", "str") and v is not None:
+        try:
+            x = float(v)
+        except (TypeError, ValueError):
+            return ""
+        return ' class="neg"' if x < 0 else ""
+    return ""
+
+
+def _summary_table(report: Mapping[str, Any]) -> str:
+    cols = [("Portfolio", report["portfolio"])] + list(report["symbols"].items())
+    head = "".join(f"<th>{html.escape(n)}</th>" for n, _ in cols)
+    body = []
+    for path, label, kind in ROWS:
+        cells = "".join(f"<td{_cls(_get(c, path), kind)}>{_fmt(_get(c, path), kind)}</td>"
+                        for _, c in cols)
+        body.append(f'<tr><th class="l">{html.escape(label)}</th>{cells}</tr>')
+    return f'<table><tr><th class="l">Metric</th>{head}</tr>{"".join(body)}</table>'
+
+
+def _monthly_table(name: str, monthly: Mapping[str, float]) -> str:
+    if not monthly:
+        return ""
+    years = sorted({k[:4] for k in monthly})
+    head = "".join(f"<th>{m:02d}</th>" for m in range(1, 13))
+    rows = []
+    for y in years:
+        cells = []
+        total = 1.0
+        for mth in range(1, 13):
+            v = monthly.get(f"{y}-{mth:02d}")
+            if v is not None and math.isfinite(v):
+                total *= 1 + v
+            cells.append(f"<td{_cls(v, 'pct')}>{_fmt(v, 'pct') if v is not None else ''}</td>")
+        cells.append(f"<td{_cls(total - 1, 'pct')}><b>{_fmt(total - 1, 'pct')}</b></td>")
+        rows.append(f'<tr><th class="l">{y}</th>{"".join(cells)}</tr>')
+    return (f"<h3>{html.escape(name)}</h3><table><tr><th class=\"l\">Year</th>{head}"
+            f"<th>Year</th></tr>{''.join(rows)}</table>")
+
+
+def _levels_table(p: Mapping[str, Any]) -> str:
+    secs = p.get("time_in_drawdown_level_s") or {}
+    share = p.get("time_in_drawdown_level_share") or {}
+    if not secs:
+        return "<p>No drawdown level recorded.</p>"
+    rows = "".join(
+        f'<tr><th class="l">{html.escape(LEVEL_NAMES.get(int(k), k) if k.lstrip("-").isdigit() else k)}'
+        f"</th><td>{_fmt(v, 'dur')}</td><td>{_fmt(share.get(k), 'pct')}</td></tr>"
+        for k, v in secs.items())
+    return f'<table><tr><th class="l">Level</th><th>Time</th><th>Share</th></tr>{rows}</table>'
+
+
+def _img(name: str, images: Mapping[str, bytes], alt: str) -> str:
+    if name not in images:
+        return ""
+    b64 = base64.b64encode(images[name]).decode("ascii")
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{b64}">'
+
+
+def render_html(report: Mapping[str, Any], images: Mapping[str, bytes]) -> str:
+    """A self-contained page: inline CSS, charts as base64 PNG, no external resources."""
+    g = report["generated_from"]
+    meta = report.get("meta") or {}
+    parts = [
+        "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>gridbot performance "
+        f"report</title><style>{CSS}</style></head><body>",
+        "<h1>gridbot performance report</h1>",
+        f"<p>{html.escape(str(g['start']))} → {html.escape(str(g['end']))} UTC · "
+        f"{g['events']} log events · symbol weights: {html.escape(str(g['weights_source']))}"
+        "</p>",
+    ]
+    if meta:
+        items = "".join(f"<tr><th class=\"l\">{html.escape(str(k))}</th><td class=\"l\">"
+                        f"{html.escape(json.dumps(v, default=str))}</td></tr>"
+                        for k, v in meta.items())
+        parts.append(f"<table>{items}</table>")
+    if report.get("warnings"):
+        parts.append("<h2>Warnings</h2><ul>" + "".join(
+            f'<li class="warn">{html.escape(w)}</li>' for w in report["warnings"]) + "</ul>")
+    parts += ["<h2>Summary</h2>", _summary_table(report),
+              "<h2>Equity and drawdown</h2>", _img("equity.png", images, "equity"),
+              _img("drawdown.png", images, "drawdown"),
+              "<h2>Time in drawdown levels</h2>", _levels_table(report["portfolio"]),
+              "<h2>Monthly returns</h2>",
+              _monthly_table("Portfolio", report["portfolio"].get("monthly_returns") or {})]
+    for name, s in report["symbols"].items():
+        parts.append(_monthly_table(name, s.get("monthly_returns") or {}))
+    for name in report["symbols"]:
+        parts.append(f"<h2>{html.escape(name)}</h2>")
+        parts.append(_img(f"price_{name}.png", images, f"{name} price and fills"))
+        parts.append(_img(f"conviction_{name}.png", images, f"{name} conviction"))
+    parts.append("<h2>Methods</h2><ul>" + "".join(
+        f"<li><b>{html.escape(k)}</b>: {html.escape(v)}</li>"
+        for k, v in report["methods"].items()) + "</ul></body></html>")
+    return "\n".join(p for p in parts if p)
+
+
+# -- CLI ----------------------------------------------------------------------------------------
+def report_command(args: argparse.Namespace) -> int:
+    """``run.py report LOGFILE --out DIR``: 0 on success, 2 on bad input."""
+    try:
+        rep = build_report(args.out, args.logfile)
+    except ReportError as e:
+        print(f"gridbot report: error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    for w in rep["warnings"]:
+        print(f"gridbot report: warning: {w}", file=sys.stderr)
+    p = rep["portfolio"]
+    print(f"report written to {args.out}: total return {_fmt(p['total_return'], 'pct')}, "
+          f"Sharpe {_fmt(p['sharpe'], 'num')}, max drawdown {_fmt(p['max_drawdown'], 'pct')}, "
+          f"{p['trades']['round_trips']} round trips")
+    return EXIT_OK
+
+
+__all__ = ["ReportError", "analyse", "build_report", "read_log", "render_charts",
+           "render_html", "report_command"]
