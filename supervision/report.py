@@ -160,11 +160,18 @@ def _iso(ts_ms: int | None) -> str | None:
         "%Y-%m-%d %H:%M:%S")
 
 
-def _level(v: Any) -> int | str:
-    try:
-        return int(v)
-    except (TypeError, ValueError):
-        return str(v)
+def _dd_level(ev: Mapping[str, Any]) -> int | None:
+    """The drawdown brake level of an EQUITY/DRAWDOWN_LEVEL record. ``level`` also names the
+    log level ("INFO") in a record, so only an integer counts; explicit names win."""
+    for key in ("drawdown_level", "dd_level", "brake_level", "level"):
+        v = ev.get(key)
+        if isinstance(v, bool):
+            continue
+        if isinstance(v, int):
+            return v
+        if isinstance(v, str) and v.strip().lstrip("-").isdigit():
+            return int(v)
+    return None
 
 
 def _money(d: Decimal | None) -> str | None:
@@ -262,7 +269,7 @@ def analyse(events: Iterable[Mapping[str, Any]], *,
     eq_v: list[float] = []
     eq_rows: list[dict[str, Any]] = []
     lv_t: list[int] = []
-    lv_v: list[int | str] = []
+    lv_v: list[int] = []
     max_lev = max_wc = 0.0
     counts: dict[str, int] = {}
     for t, ev in evs:
@@ -277,9 +284,9 @@ def analyse(events: Iterable[Mapping[str, Any]], *,
             eq_rows.append(row)
             max_lev = max(max_lev, _f(ev.get("leverage")))
             max_wc = max(max_wc, _f(ev.get("worst_case_leverage")))
-            if ev.get("level") is not None:
+            if (lv := _dd_level(ev)) is not None:
                 lv_t.append(t)
-                lv_v.append(_level(ev.get("level")))
+                lv_v.append(lv)
             for name, p in _positions(ev.get("positions")).items():
                 s = sym(name)
                 if s is not None:
@@ -287,9 +294,11 @@ def analyse(events: Iterable[Mapping[str, Any]], *,
             for s in syms.values():
                 s.curve_t.append(t)
                 s.curve_pnl.append(s.pnl)
-        elif kind == "DRAWDOWN_LEVEL" and ev.get("level") is not None:
+        elif kind == "DRAWDOWN_LEVEL" and (lv := _dd_level(ev)) is not None:
+            if ev.get("kind") == "ALERT":
+                continue  # informational alert: the brake level did not change
             lv_t.append(t)
-            lv_v.append(_level(ev.get("level")))
+            lv_v.append(lv)
         elif (s := sym(ev.get("symbol"))) is None:
             continue
         elif kind == "TRADE_CLOSED":
@@ -397,9 +406,11 @@ def analyse(events: Iterable[Mapping[str, Any]], *,
     placed = {f"{n}/{k}": v for n in names for k, v in syms[n].placed.items()}
     filled = {f"{n}/{k}": v for n in names for k, v in syms[n].filled.items()}
     end_all = max(evs[-1][0], end_ms)
-    levels = mx.time_in_levels(lv_t, [lv if isinstance(lv, int) else -1 for lv in lv_v],
-                               end_all) if lv_t else {}
-    span = max(1, end_all - lv_t[0]) if lv_t else 1
+    if not lv_t or lv_t[0] > start_ms:  # the brake starts at level 0; changes are logged
+        lv_t.insert(0, start_ms)
+        lv_v.insert(0, 0)
+    levels = mx.time_in_levels(lv_t, lv_v, end_all)
+    span = max(1, end_all - lv_t[0])
     bench_port = mx.weighted_index(prices, weights, start_value=initial) if prices else ([], [])
     fees_total = sum((syms[n].fees for n in names), ZERO)
     fpaid = sum((syms[n].funding_paid for n in names), ZERO)
