@@ -726,3 +726,29 @@ def encode_msgpack(msg: Message) -> bytes:
 def decode_msgpack(data: bytes) -> Message:
     """Decode a tagged msgpack message (type-checked)."""
     return _msgpack_decoder.decode(data)
+
+
+# --------------------------------------------------------------------------------------------
+# Backtest (driver -> in-process backtest gateway; see supervision/backtest.py)
+# --------------------------------------------------------------------------------------------
+class BacktestAttach(Message, frozen=True, kw_only=True):
+    """Bind a backtest gateway to the in-process venue registered under ``venue_id``."""
+
+    venue_id: str
+
+
+class BacktestAdvance(Message, frozen=True, kw_only=True):
+    """Replay the symbol's market data up to ``until_ms`` (exclusive close) on the venue."""
+
+    until_ms: int
+
+
+class BacktestDrain(Message, frozen=True, kw_only=True):
+    """Deliver venue events queued for this symbol by another symbol's activity."""
+
+
+# The backtest messages join the union of every message (defined after it, so extend it here).
+AnyMessage = Union[AnyMessage, BacktestAttach, BacktestAdvance, BacktestDrain]  # type: ignore[valid-type] # noqa: UP007
+ALL_MESSAGE_TYPES = AnyMessage.__args__  # type: ignore[attr-defined]
+_json_decoder = msgspec.json.Decoder(AnyMessage)
+_msgpack_decoder = msgspec.msgpack.Decoder(AnyMessage)
