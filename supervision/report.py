@@ -36,12 +36,14 @@ import io
 import json
 import math
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from array import array
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
 import msgspec
+import numpy as np
 
 from models import metrics as mx
 
@@ -74,46 +76,88 @@ def _log_files(path: Path) -> list[Path]:
     return [path]
 
 
-def read_log(path: str | Path) -> tuple[list[dict[str, Any]], list[str]]:
-    """Parsed JSON-line records of a log file (or a log directory) and warnings.
+class _Strat(msgspec.Struct):
+    """The fields of a STRATEGY line the report uses (the most frequent line: decoded into a
+    small struct instead of a dict, so a year of minutes fits in memory)."""
+
+    event: str = ""
+    ts_ms: int | None = None
+    ts: str | None = None
+    symbol: str = ""
+    close: float | None = None
+    L: float | None = None
+    S: float | None = None
+
+
+_STRAT_MARK = b"STRATEGY"
+_MAX_LEADING_BAD = 20
+
+
+def iter_log(path: str | Path, warnings: list[str], *, fast: bool = False
+             ) -> Iterator[dict[str, Any] | _Strat]:
+    """Stream the records of a log file (or a log directory), appending warnings.
 
     A last line that does not parse (the writer was killed mid-line) is dropped with a
-    warning; a file whose lines are not JSON objects raises ``ReportError``."""
-    events: list[dict[str, Any]] = []
-    warnings: list[str] = []
+    warning; a file whose lines are not JSON objects raises ``ReportError``. ``fast``: yield
+    STRATEGY lines as small structs."""
     dec = msgspec.json.Decoder()
+    sdec = msgspec.json.Decoder(_Strat, strict=False)
     for f in _log_files(Path(path)):
+        good = nonempty = 0
+        bad: list[int] = []
+        pending: tuple[int, int] | None = None  # the latest unreadable line (number, bytes)
         try:
-            data = f.read_bytes()
+            fh = f.open("rb")
         except OSError as e:
             raise ReportError(f"cannot read log file {f}: {e}") from e
-        lines = data.split(b"\n")
-        numbered = [(i + 1, ln) for i, ln in enumerate(lines) if ln.strip()]
-        if not numbered:
-            warnings.append(f"{f}: empty log file")
-            continue
-        bad: list[int] = []
-        good = 0
-        for k, (no, ln) in enumerate(numbered):
-            try:
-                rec = dec.decode(ln)
-            except (msgspec.DecodeError, UnicodeDecodeError):
-                rec = None
-            if not isinstance(rec, dict):
-                if k == len(numbered) - 1 and good:
-                    warnings.append(f"{f}: line {no} is truncated or not JSON "
-                                    f"({len(ln)} bytes); ignored (writer killed mid-line?)")
+        with fh:
+            for no, ln in enumerate(fh, 1):
+                if not ln.strip():
                     continue
-                bad.append(no)
-                continue
-            good += 1
-            events.append(rec)
+                nonempty += 1
+                if pending is not None:
+                    bad.append(pending[0])
+                    pending = None
+                rec: Any = None
+                try:
+                    if fast and _STRAT_MARK in ln:
+                        try:
+                            rec = sdec.decode(ln)
+                        except msgspec.ValidationError:
+                            rec = None
+                        if rec is None or rec.event != "STRATEGY":
+                            rec = dec.decode(ln)
+                    else:
+                        rec = dec.decode(ln)
+                except (msgspec.DecodeError, UnicodeDecodeError):
+                    rec = None
+                if not isinstance(rec, (dict, _Strat)):
+                    pending = (no, len(ln.rstrip(b"\r\n")))
+                    if good == 0 and len(bad) >= _MAX_LEADING_BAD:
+                        break
+                    continue
+                good += 1
+                yield rec
+        if pending is not None:
+            if good:
+                warnings.append(f"{f}: line {pending[0]} is truncated or not JSON "
+                                f"({pending[1]} bytes); ignored (writer killed mid-line?)")
+            else:
+                bad.append(pending[0])
         if bad and (good == 0 or len(bad) > good):
             raise ReportError(f"{f} is not a JSON-lines log: line {bad[0]} is not a JSON "
-                              f"object ({len(bad)} of {len(numbered)} lines unreadable)")
+                              f"object ({len(bad)} unreadable, {good} readable lines)")
         if bad:
             warnings.append(f"{f}: {len(bad)} unreadable line(s) skipped, first at line "
                             f"{bad[0]}")
+        if nonempty == 0:
+            warnings.append(f"{f}: empty log file")
+
+
+def read_log(path: str | Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """All records of a log file (or a log directory) as dicts, and the warnings."""
+    warnings: list[str] = []
+    events = [r for r in iter_log(path, warnings) if isinstance(r, dict)]
     return events, warnings
 
 
@@ -214,9 +258,6 @@ class _Sym:
         self.fill_marks: list[tuple[int, str, float]] = []
         self.placed: dict[str, Decimal] = {}
         self.filled: dict[str, Decimal] = {}
-        self.prices: list[tuple[int, float]] = []
-        self.conviction: list[tuple[int, float, float]] = []
-        self.max_leverage: float | None = None
         self.funding_ids: set[str] = set()
 
     @property
@@ -225,16 +266,85 @@ class _Sym:
                 + self.unrealized)
 
 
+_KEEP = {
+    "ORDER_PLACED": ("client_order_id", "qty"),
+    "ORDER_FILLED": ("client_order_id", "side", "price", "qty", "fee", "fee_asset", "maker"),
+}
+_MAIN = {"EQUITY", "DRAWDOWN_LEVEL", "TRADE_CLOSED", "ORDER_FILLED", "ORDER_PLACED",
+         "FUNDING_PAID"}
+
+
+class _Collected:
+    """One pass over the records: the events the analysis walks in time order (trimmed),
+    STRATEGY prices/conviction as compact per-symbol arrays, STATUS leverage maxima."""
+
+    def __init__(self) -> None:
+        self.main: list[tuple[int, int, Mapping[str, Any]]] = []
+        self.strat: dict[str, tuple[array, array, array, array]] = {}
+        self.status_lev: dict[str, float] = {}
+        self.counts: dict[str, int] = {}
+        self.weights: dict[str, Any] | None = None
+        self.first_ts: int | None = None
+        self.last_ts: int | None = None
+        self._seq = 0
+
+    def add(self, rec: Mapping[str, Any] | _Strat) -> None:
+        if isinstance(rec, _Strat):
+            kind = "STRATEGY"
+            t = rec.ts_ms if rec.ts_ms is not None else _ts({"ts": rec.ts})
+            symbol, close, lv, sv = rec.symbol, rec.close, rec.L, rec.S
+        elif isinstance(rec, Mapping):
+            kind = str(rec.get("event"))
+            t = _ts(rec)
+            symbol = rec.get("symbol") if isinstance(rec.get("symbol"), str) else ""
+            if kind == "STRATEGY":
+                close, lv, sv = rec.get("close"), rec.get("L"), rec.get("S")
+            if isinstance(rec.get("weights"), dict):
+                self.weights = rec["weights"]
+        else:
+            return
+        self.counts[kind] = self.counts.get(kind, 0) + 1
+        if t is None:
+            return
+        self.first_ts = t if self.first_ts is None else min(self.first_ts, t)
+        self.last_ts = t if self.last_ts is None else max(self.last_ts, t)
+        if kind == "STRATEGY":
+            if symbol:
+                a = self.strat.setdefault(symbol, (array("q"), array("d"), array("d"),
+                                                   array("d")))
+                a[0].append(t)
+                a[1].append(_f(close) if close is not None else math.nan)
+                a[2].append(_f(lv))
+                a[3].append(_f(sv))
+        elif kind == "STATUS":
+            if symbol and rec.get("leverage") is not None:  # type: ignore[union-attr]
+                lev = _f(rec.get("leverage"))  # type: ignore[union-attr]
+                self.status_lev[symbol] = max(lev, self.status_lev.get(symbol, lev))
+        elif kind in _MAIN:
+            keep = _KEEP.get(kind)
+            ev = rec if keep is None else {"event": kind, "symbol": symbol,
+                                           **{k: rec.get(k) for k in keep}}  # type: ignore
+            self.main.append((t, self._seq, ev))  # type: ignore[arg-type]
+            self._seq += 1
+
+    def strategy_series(self, symbol: str) -> tuple[Any, Any, Any, Any]:
+        """(ts, close, L, S) numpy arrays of a symbol, in time order."""
+        a = self.strat.get(symbol)
+        if a is None:
+            e = np.zeros(0)
+            return np.zeros(0, dtype=np.int64), e, e, e
+        t = np.frombuffer(a[0], dtype=np.int64)
+        order = np.argsort(t, kind="stable")
+        return (t[order], np.frombuffer(a[1])[order], np.frombuffer(a[2])[order],
+                np.frombuffer(a[3])[order])
+
+
 def _weights(symbols: Sequence[str], meta: Mapping[str, Any],
-             events: Sequence[Mapping[str, Any]]) -> tuple[dict[str, float], str]:
+             logged: Mapping[str, Any] | None) -> tuple[dict[str, float], str]:
     cand: Any = meta.get("weights")
     source = "meta"
     if not isinstance(cand, dict):
-        cand, source = None, "log"
-        for ev in events:
-            w = ev.get("weights")
-            if isinstance(w, dict):
-                cand = w
+        cand, source = logged, "log"
         if cand is None:
             return {s: 1.0 / len(symbols) for s in symbols} if symbols else {}, "equal"
     w = {s: _f(cand.get(s)) for s in symbols}
@@ -244,18 +354,24 @@ def _weights(symbols: Sequence[str], meta: Mapping[str, Any],
     return {s: v / total for s, v in w.items()}, source
 
 
-def analyse(events: Iterable[Mapping[str, Any]], *,
+def collect(records: Iterable[Mapping[str, Any] | _Strat]) -> _Collected:
+    """One pass over log records (dicts, or STRATEGY structs from ``iter_log(fast=True)``)."""
+    c = _Collected()
+    for r in records:
+        c.add(r)
+    return c
+
+
+def analyse(events: Iterable[Mapping[str, Any]] | _Collected, *,
             benchmark_prices: Mapping[str, Sequence[tuple[int, Any]]] | None = None,
             meta: Mapping[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """(report dict, chart data) from log records. Raises ``ReportError`` without EQUITY."""
     meta = dict(meta or {})
     quote = str(meta.get("quote_asset", "USDT"))
-    timed = [(t, i, ev) for i, ev in enumerate(events)
-             if isinstance(ev, Mapping) and (t := _ts(ev)) is not None]
-    timed.sort(key=lambda x: (x[0], x[1]))
-    evs = [(t, ev) for t, _, ev in timed]
-    eq_events = [(t, ev) for t, ev in evs if ev.get("event") == "EQUITY"]
-    if not eq_events:
+    col = events if isinstance(events, _Collected) else collect(events)
+    col.main.sort(key=lambda x: (x[0], x[1]))
+    evs = [(t, ev) for t, _, ev in col.main]
+    if not any(ev.get("event") == "EQUITY" for _, ev in evs):
         raise ReportError("no EQUITY events in the log (is this the bot's gridbot.jsonl, and "
                           "did the portfolio run long enough to log equity?)")
     syms: dict[str, _Sym] = {}
@@ -265,16 +381,16 @@ def analyse(events: Iterable[Mapping[str, Any]], *,
             return None
         return syms.setdefault(name, _Sym())
 
+    for name in col.strat:
+        sym(name)
     eq_t: list[int] = []
     eq_v: list[float] = []
     eq_rows: list[dict[str, Any]] = []
     lv_t: list[int] = []
     lv_v: list[int] = []
     max_lev = max_wc = 0.0
-    counts: dict[str, int] = {}
     for t, ev in evs:
         kind = ev.get("event")
-        counts[str(kind)] = counts.get(str(kind), 0) + 1
         if kind == "EQUITY":
             e = _f(ev.get("equity"))
             eq_t.append(t)
@@ -331,23 +447,16 @@ def analyse(events: Iterable[Mapping[str, Any]], *,
                 s.funding_received += a
             else:
                 s.funding_paid -= a
-        elif kind == "STRATEGY":
-            if ev.get("close") is not None:
-                s.prices.append((t, _f(ev.get("close"))))
-            s.conviction.append((t, _f(ev.get("L")), _f(ev.get("S"))))
-        elif kind == "STATUS" and ev.get("leverage") is not None:
-            lev = _f(ev.get("leverage"))
-            s.max_leverage = lev if s.max_leverage is None else max(s.max_leverage, lev)
 
     initial = _f(meta["initial_equity"]) if meta.get("initial_equity") is not None else eq_v[0]
     if meta.get("initial_equity") is not None and initial != eq_v[0]:
-        first = evs[0][0]
-        if first < eq_t[0]:
+        first = col.first_ts
+        if first is not None and first < eq_t[0]:
             eq_t.insert(0, first)
             eq_v.insert(0, initial)
     start_ms, end_ms = eq_t[0], eq_t[-1]
     names = sorted(syms)
-    weights, wsource = _weights(names, meta, [ev for _, ev in evs])
+    weights, wsource = _weights(names, meta, col.weights)
     warnings: list[str] = []
 
     # per symbol
@@ -355,13 +464,22 @@ def analyse(events: Iterable[Mapping[str, Any]], *,
     curves: dict[str, tuple[list[int], list[float]]] = {}
     bench_src = benchmark_prices or {}
     prices: dict[str, tuple[list[int], list[float]]] = {}
+    strat = {n: col.strategy_series(n) for n in names}
+    logged_px: dict[str, tuple[Any, Any]] = {}
     for name in names:
-        s = syms[name]
+        st_t, st_c = strat[name][0], strat[name][1]
+        ok = np.isfinite(st_c) & (st_c > 0)
+        logged_px[name] = (st_t[ok], st_c[ok])
         src = bench_src.get(name) if bench_src else None
-        pts = sorted((int(t), _f(p)) for t, p in src) if src else s.prices
-        if pts:
-            prices[name] = mx.clip_series([p[0] for p in pts], [p[1] for p in pts],
-                                          start_ms, end_ms)
+        if src:
+            pts = sorted((int(t), _f(p)) for t, p in src)
+            bt, bv = [p[0] for p in pts], [p[1] for p in pts]
+        else:
+            bt, bv = logged_px[name]
+        if len(bt):
+            ct_, cv_ = mx.clip_series(bt, bv, start_ms, end_ms)
+            if ct_:
+                prices[name] = (ct_, cv_)
     for name in names:
         s = syms[name]
         base = Decimal(repr(initial * weights[name]))
@@ -389,7 +507,7 @@ def analyse(events: Iterable[Mapping[str, Any]], *,
             "trades": _trade_json(ts),
             "fills": _fill_json(fs),
             **mx.order_fill_rate(s.placed, s.filled),
-            "max_leverage": s.max_leverage,
+            "max_leverage": col.status_lev.get(name),
             "monthly_returns": mx.monthly_returns(ct, cv),
             "benchmark": _bench(prices.get(name)),
         }
@@ -405,7 +523,7 @@ def analyse(events: Iterable[Mapping[str, Any]], *,
     fs = mx.fill_stats([f for n in names for f in syms[n].fills])
     placed = {f"{n}/{k}": v for n in names for k, v in syms[n].placed.items()}
     filled = {f"{n}/{k}": v for n in names for k, v in syms[n].filled.items()}
-    end_all = max(evs[-1][0], end_ms)
+    end_all = max(col.last_ts or end_ms, end_ms)
     if not lv_t or lv_t[0] > start_ms:  # the brake starts at level 0; changes are logged
         lv_t.insert(0, start_ms)
         lv_v.insert(0, 0)
@@ -438,7 +556,8 @@ def analyse(events: Iterable[Mapping[str, Any]], *,
         warnings.append("no prices for a buy-and-hold benchmark (no STRATEGY closes in the "
                         "log and none passed in)")
     report = {
-        "generated_from": {"events": len(evs), "event_counts": dict(sorted(counts.items())),
+        "generated_from": {"events": sum(col.counts.values()),
+                           "event_counts": dict(sorted(col.counts.items())),
                            "start_ms": start_ms, "end_ms": end_ms, "start": _iso(start_ms),
                            "end": _iso(end_ms), "weights_source": wsource},
         "meta": meta,
@@ -448,11 +567,10 @@ def analyse(events: Iterable[Mapping[str, Any]], *,
         "warnings": warnings,
     }
     chart = {"equity": (eq_t, eq_v), "benchmark": bench_port, "symbol_curves": curves,
-             "prices": {n: (([p[0] for p in syms[n].prices], [p[1] for p in syms[n].prices])
-                            if syms[n].prices else prices.get(n, ([], [])))
+             "prices": {n: (logged_px[n] if len(logged_px[n][0]) else prices.get(n, ([], [])))
                         for n in names},
              "fills": {n: syms[n].fill_marks for n in names},
-             "conviction": {n: syms[n].conviction for n in names},
+             "conviction": {n: (strat[n][0], strat[n][2], strat[n][3]) for n in names},
              "levels": (lv_t, lv_v), "trades": all_trades, "equity_rows": eq_rows}
     return report, chart
 
@@ -544,7 +662,7 @@ def build_report(out_dir: str | Path, log_path: str | Path | None = None, *,
     if events is None:
         if log_path is None:
             raise ReportError("build_report needs a log_path or events")
-        events, warnings = read_log(log_path)
+        events = collect(iter_log(log_path, warnings, fast=True))
     report, chart = analyse(events, benchmark_prices=benchmark_prices, meta=meta)
     report["warnings"] = warnings + report["warnings"]
     out = Path(out_dir)
@@ -628,10 +746,10 @@ def render_charts(chart: Mapping[str, Any]) -> dict[str, bytes]:
 
     for name, (pt, pv) in chart["prices"].items():
         fills = chart["fills"].get(name) or []
-        if not pt and not fills:
+        if not len(pt) and not fills:
             continue
         fig, ax = plt.subplots(figsize=(11, 4))
-        if pt:
+        if len(pt):
             ax.plot(*_thin(pt, pv), color="#333", lw=0.8, label="close")
         for side, mk, col in (("BUY", "^", "#2ca02c"), ("SELL", "v", "#d62728")):
             pts = [(f[0], f[2]) for f in fills if f[1] == side]
@@ -643,13 +761,12 @@ def render_charts(chart: Mapping[str, Any]) -> dict[str, bytes]:
         ax.legend(loc="best")
         out[f"price_{name}.png"] = _png(fig)
 
-    for name, conv in chart["conviction"].items():
-        if not conv:
+    for name, (t, lv, sv) in chart["conviction"].items():
+        if not len(t):
             continue
-        t = [c[0] for c in conv]
         fig, ax = plt.subplots(figsize=(11, 3))
-        ax.plot(*_thin(t, [c[1] for c in conv]), color="#2ca02c", lw=0.8, label="L (long)")
-        ax.plot(*_thin(t, [c[2] for c in conv]), color="#d62728", lw=0.8, label="S (short)")
+        ax.plot(*_thin(t, lv), color="#2ca02c", lw=0.8, label="L (long)")
+        ax.plot(*_thin(t, sv), color="#d62728", lw=0.8, label="S (short)")
         ax.set_ylim(-0.02, 1.02)
         ax.set_title(f"{name}: conviction")
         ax.grid(alpha=0.3)
@@ -828,5 +945,6 @@ def report_command(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-__all__ = ["ReportError", "analyse", "build_report", "read_log", "render_charts",
+__all__ = ["ReportError", "analyse", "build_report", "collect", "iter_log", "read_log",
+           "render_charts",
            "render_html", "report_command"]
