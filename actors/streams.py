@@ -1,0 +1,578 @@
+"""The gateway's WebSocket side: market and user-data streams with reconnection and gap repair.
+
+``StreamManager`` owns one asyncio loop in one daemon thread and drives ``aiohttp`` WebSockets
+directly (python-binance's sockets give up after 5 reconnects and stop when their queue
+overflows). Every WS payload is parsed by ``models.stream_parse`` and handed to ``emit`` (the
+gateway's thread-safe queue) from the loop thread.
+
+Connections of one symbol (URLs as python-binance builds them; the embedded exchange serves the
+same paths):
+
+* spot: ``{ws}stream?streams=<s>@kline_<iv>/.../<s>@bookTicker`` and the user stream over the
+  WS-API (``{ws_api}``, ``userDataStream.subscribe.signature``, events in
+  ``{"subscriptionId", "event"}``);
+* futures: ``{fws}market/stream?streams=<s>_perpetual@continuousKline_<iv>/.../<s>@markPrice@1s``,
+  ``{fws}public/stream?streams=<s>@bookTicker`` and ``{fws}private/ws?listenKey=<key>``.
+
+**Sessions.** All connections of the symbol form one session. When any of them drops, is
+closed, goes silent beyond ``heartbeat_timeout_s``, or its user stream ends
+(``listenKeyExpired`` / ``eventStreamTerminated`` / a failed keepalive), the whole session is
+closed, ``StreamDisconnected`` is emitted and a new session is opened after a ``Backoff``
+delay. On a new session live events are *held back* while ``repair(since_kline_open_ms, gap_ms,
+since_trade_id)`` runs on an executor thread; its events are emitted first, then
+``Reconnected``, then the held-back live events (closed klines already covered by the repair are
+dropped). One repair covers every connection because they reconnect together.
+
+**Liveness.** A market connection is alive while frames arrive from the server (data or the
+server's pings: Binance pings every 20 s (spot) / 3 min (futures) and market streams push at
+least every ~2 s). A user stream may be legitimately silent for hours, so it is also probed with
+our own pings and any pong counts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import msgspec
+
+from actors.clock import now_ms, now_ns
+from models import messages as m
+from models.backoff import Backoff
+from models.enums import Market
+from models.stream_parse import (
+    INTERVAL_MS,
+    KlineOpen,
+    Parsed,
+    StreamEnded,
+    parse_market,
+    parse_user,
+)
+
+RepairFn = Callable[[int, int, int], tuple[list[m.Message], dict]]
+
+_decoder = msgspec.json.Decoder()
+_encoder = msgspec.json.Encoder()
+
+
+class SessionEnded(Exception):
+    """A session ended (drop, silence, user stream ended, forced, stop)."""
+
+    def __init__(self, stream: str, detail: str) -> None:
+        super().__init__(f"{stream}: {detail}")
+        self.stream = stream
+        self.detail = detail
+
+
+@dataclass(eq=False)
+class _Conn:
+    """One WebSocket of a session."""
+
+    name: str  # "market" | "book" | "user"
+    url: str
+    user: bool = False
+    ws: aiohttp.ClientWebSocketResponse | None = None
+    last_rx: float = field(default_factory=time.monotonic)  # any frame incl. our pongs
+    last_alive: float = field(default_factory=time.monotonic)  # what counts for liveness
+    ping_sent: float = 0.0
+
+
+def _slash(url: str) -> str:
+    return url if url.endswith("/") else url + "/"
+
+
+class StreamManager:
+    """Reconnecting market + user-data WebSockets of one symbol (see the module docstring).
+
+    ``repair(since_kline_open_ms, gap_ms, since_trade_id) -> (events, {"klines": n,
+    "trades": n})`` is called (on an executor thread) after every reconnect, before live events
+    flow again. ``since_kline_open_ms`` is the open time of the last closed kline of
+    ``kline_intervals[0]`` seen (0 if none yet); ``since_trade_id`` the last trade id seen on
+    the user stream or in a repair's ``ExchangeSnapshotReceived``.
+    """
+
+    def __init__(self, market: Market, endpoints: Any, symbol: str, *,
+                 kline_intervals: Sequence[str] = ("1m",), book: bool = True, mark: bool = True,
+                 user_stream: bool = True, venue_client: Any = None,
+                 emit: Callable[[m.Message], None], heartbeat_timeout_s: float = 30.0,
+                 backoff: Backoff | None = None, conflate_book_ms: int = 250,
+                 keepalive_s: float = 1800.0, repair: RepairFn | None = None) -> None:
+        if heartbeat_timeout_s <= 0:
+            raise ValueError("heartbeat_timeout_s must be > 0")
+        if user_stream and venue_client is None:
+            raise ValueError("a user stream needs a venue_client (listen keys / signatures)")
+        self.market = Market(market)
+        self.endpoints = endpoints
+        self.symbol = symbol.upper()
+        base = tuple(kline_intervals) or ("1m",)
+        for iv in base:
+            if iv not in INTERVAL_MS:
+                raise ValueError(f"unsupported kline interval {iv!r}")
+        #: The repair's kline interval (the strategy's base bar).
+        self.repair_interval = base[0]
+        self.kline_intervals: tuple[str, ...] = tuple(dict.fromkeys(("1m", *base)))
+        self.book = book
+        self.mark = mark and self.market is Market.FUTURES
+        self.user_stream = user_stream
+        self.venue_client = venue_client
+        self.emit = emit
+        self.heartbeat_timeout_s = float(heartbeat_timeout_s)
+        self.backoff = backoff or Backoff(0.2, 30.0)
+        self.conflate_s = max(0, conflate_book_ms) / 1000.0
+        self.keepalive_s = float(keepalive_s)
+        self.repair = repair
+
+        #: True while a session is up and repaired.
+        self.connected = False
+        #: ``time.monotonic()`` of the last frame received on any connection (0: never).
+        self.last_message_at = 0.0
+        #: Sessions opened after the first one.
+        self.reconnects = 0
+        #: Open time of the last closed kline per interval (what a repair starts from).
+        self.last_kline_open_ms: dict[str, int] = {}
+        #: Highest trade id seen (user stream or repair snapshot).
+        self.last_trade_id = 0
+        self.listen_key: str | None = None
+
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._end: asyncio.Future[SessionEnded] | None = None
+        self._connected_evt = threading.Event()
+        self._stopping = threading.Event()
+        self._pool = ThreadPoolExecutor(2, thread_name_prefix=f"streams-{self.symbol}-rest")
+        self._ids = itertools.count(1)
+        self._held: list[Parsed] | None = None  # live items held back during a repair
+        self._book_latest: m.BookUpdated | None = None
+        self._book_handle: asyncio.TimerHandle | None = None
+        self._book_last = -1e18
+        self._funding_last: tuple[Any, int] | None = None
+
+    # -- public API (any thread) ----------------------------------------------------------------
+    def start(self) -> None:
+        """Start the stream thread (returns at once; connection happens in the background)."""
+        if self._thread is not None:
+            raise RuntimeError("already started")
+        self._thread = threading.Thread(target=self._thread_main, daemon=True,
+                                        name=f"streams-{self.symbol}")
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Close every connection and end the thread (waits up to ``timeout`` seconds)."""
+        self._stopping.set()
+        loop, stop = self._loop, self._stop
+        if loop is not None and stop is not None:
+            with contextlib.suppress(RuntimeError):  # loop already closed
+                loop.call_soon_threadsafe(stop.set)
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def force_reconnect(self) -> None:
+        """Drop the current session as if the network had (reconnect + repair follow)."""
+        loop = self._loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._end_session, "all", "forced reconnect")
+
+    def wait_connected(self, timeout: float | None = None) -> bool:
+        """Block until the first (or current) session is up; False on timeout."""
+        return self._connected_evt.wait(timeout)
+
+    # -- URLs -----------------------------------------------------------------------------------
+    def _stream_names(self) -> tuple[list[str], list[str]]:
+        """(market-category streams, book streams)."""
+        s = self.symbol.lower()
+        if self.market is Market.SPOT:
+            market = [f"{s}@kline_{iv}" for iv in self.kline_intervals]
+        else:
+            market = [f"{s}_perpetual@continuousKline_{iv}" for iv in self.kline_intervals]
+            if self.mark:
+                market.append(f"{s}@markPrice@1s")
+        return market, ([f"{s}@bookTicker"] if self.book else [])
+
+    def urls(self) -> dict[str, str]:
+        """Connection name -> URL (the user stream's listen key is filled in at connect)."""
+        market, book = self._stream_names()
+        out: dict[str, str] = {}
+        if self.market is Market.SPOT:
+            base = _slash(self.endpoints.ws)
+            out["market"] = f"{base}stream?streams={'/'.join(market + book)}"
+            if self.user_stream:
+                out["user"] = self.endpoints.ws_api
+        else:
+            base = _slash(self.endpoints.fws)
+            out["market"] = f"{base}market/stream?streams={'/'.join(market)}"
+            if book:
+                out["book"] = f"{base}public/stream?streams={'/'.join(book)}"
+            if self.user_stream:
+                out["user"] = f"{base}private/ws?listenKey="
+        return out
+
+    # -- thread / loop --------------------------------------------------------------------------
+    def _thread_main(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        try:
+            loop.run_until_complete(self._main())
+        finally:
+            with contextlib.suppress(Exception):
+                loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+    async def _main(self) -> None:
+        self._stop = asyncio.Event()
+        if self._stopping.is_set():
+            return
+        async with aiohttp.ClientSession() as http:
+            dropped_at_ms = 0
+            while not self._stop.is_set():
+                started = time.monotonic()
+                first = not self._was_up  # nothing to repair before the first session
+                try:
+                    await self._session(http, first, dropped_at_ms)
+                except SessionEnded as e:
+                    if self.connected:  # the gap starts at the last frame we received
+                        quiet = time.monotonic() - (self.last_message_at or started)
+                        dropped_at_ms = now_ms() - int(max(0.0, quiet) * 1000)
+                    self._set_connected(False)
+                    if self._stop.is_set():
+                        break
+                    self._safe_emit(m.StreamDisconnected(symbol=self.symbol,
+                                                         ts_event_ns=now_ns(),
+                                                         stream=e.stream, detail=e.detail))
+                # A session that stayed up for a heartbeat window was healthy: start over.
+                if time.monotonic() - started >= self.heartbeat_timeout_s:
+                    self.backoff.reset()
+                delay = self.backoff.next()
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), delay)
+        self._set_connected(False)
+
+    _was_up = False
+
+    def _set_connected(self, up: bool) -> None:
+        self.connected = up
+        if up:
+            self._was_up = True
+            self._connected_evt.set()
+        else:
+            self._connected_evt.clear()
+
+    def _end_session(self, stream: str, detail: str) -> None:
+        """End the current session (loop thread)."""
+        if self._end is not None and not self._end.done():
+            self._end.set_result(SessionEnded(stream, detail))
+
+    def _safe_emit(self, msg: m.Message) -> None:
+        try:
+            self.emit(msg)
+        except Exception:  # noqa: BLE001 - a broken sink must not kill the stream thread
+            pass
+
+    # -- one session ----------------------------------------------------------------------------
+    async def _session(self, http: aiohttp.ClientSession, first: bool, dropped_at_ms: int
+                       ) -> None:
+        """Open every connection, repair if this is a reconnect, then serve until the session
+        ends (always by raising ``SessionEnded``)."""
+        assert self._stop is not None
+        loop = asyncio.get_running_loop()
+        self._end = loop.create_future()
+        conns = [_Conn(name, url, user=(name == "user")) for name, url in self.urls().items()]
+        tasks: list[asyncio.Task[Any]] = []
+        stop_task = loop.create_task(self._stop.wait())
+        self._held = [] if not first else None
+        try:
+            try:
+                await self._race(self._open_all(http, conns), stop_task)
+            except SessionEnded:
+                raise
+            except Exception as e:  # noqa: BLE001 - any connect failure: back off and retry
+                raise SessionEnded(_failed_name(conns), f"connect failed: {_err(e)}") from e
+            for c in conns:
+                tasks.append(loop.create_task(self._reader(c)))
+            tasks.append(loop.create_task(self._watchdog(conns)))
+            if self.market is Market.FUTURES and self.user_stream:
+                tasks.append(loop.create_task(self._keepalive()))
+            if not first:
+                self.reconnects += 1
+                await self._race(self._repair(dropped_at_ms), stop_task)
+            held, self._held = self._held or [], None
+            self._set_connected(True)
+            for item in held:
+                self._handle(item)
+            done, _ = await asyncio.wait({self._end, stop_task},
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if stop_task in done:
+                raise SessionEnded("all", "stopped")
+            raise self._end.result()
+        finally:
+            self._held = None
+            stop_task.cancel()
+            for t in tasks:
+                t.cancel()
+            for t in tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await t
+            await asyncio.gather(*(self._close(c) for c in conns), return_exceptions=True)
+            self._cancel_book_timer()
+
+    async def _race(self, coro: Any, stop_task: asyncio.Task[Any]) -> None:
+        """Run ``coro`` unless the session ends or the manager stops first."""
+        assert self._end is not None
+        work = asyncio.ensure_future(coro)
+        done, _ = await asyncio.wait({work, self._end, stop_task},
+                                     return_when=asyncio.FIRST_COMPLETED)
+        if work not in done:
+            work.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await work
+            if stop_task in done:
+                raise SessionEnded("all", "stopped")
+            raise self._end.result()
+        work.result()  # re-raise its error
+
+    async def _open_all(self, http: aiohttp.ClientSession, conns: list[_Conn]) -> None:
+        """Open every connection concurrently; on the first failure cancel the others."""
+        tasks = [asyncio.ensure_future(self._open(http, c)) for c in conns]
+        try:
+            for t in asyncio.as_completed(tasks):
+                await t
+        finally:
+            for t in tasks:
+                t.cancel()
+            for t in tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await t
+
+    async def _open(self, http: aiohttp.ClientSession, c: _Conn) -> None:
+        loop = asyncio.get_running_loop()
+        timeout = max(self.heartbeat_timeout_s, 1.0)
+        if c.user and self.market is Market.FUTURES:
+            self.listen_key = await loop.run_in_executor(self._pool,
+                                                         self.venue_client.new_listen_key)
+            c.url = c.url + str(self.listen_key)
+        c.ws = await asyncio.wait_for(
+            http.ws_connect(c.url, autoping=False, autoclose=True, heartbeat=None,
+                            max_msg_size=1 << 24), timeout)
+        c.last_rx = c.last_alive = time.monotonic()
+        if c.user and self.market is Market.SPOT:
+            await asyncio.wait_for(self._ws_api_subscribe(c), timeout)
+
+    async def _ws_api_subscribe(self, c: _Conn) -> None:
+        """Spot: ``userDataStream.subscribe.signature`` on the WS-API connection."""
+        assert c.ws is not None
+        loop = asyncio.get_running_loop()
+        params = await loop.run_in_executor(self._pool, self.venue_client.signed_ws_params, {})
+        rid = f"sub-{next(self._ids)}"
+        await c.ws.send_str(_encoder.encode(
+            {"id": rid, "method": "userDataStream.subscribe.signature",
+             "params": params}).decode())
+        while True:
+            msg = await c.ws.receive()
+            if msg.type == aiohttp.WSMsgType.PING:
+                await c.ws.pong(msg.data)
+                continue
+            if msg.type != aiohttp.WSMsgType.TEXT:
+                raise ConnectionError(f"WS-API closed during subscribe ({msg.type.name})")
+            d = _decoder.decode(msg.data)
+            if isinstance(d, dict) and d.get("id") == rid:
+                if d.get("status") != 200:
+                    err = d.get("error") or {}
+                    raise ConnectionError(f"subscribe refused: {err.get('code')} "
+                                          f"{err.get('msg')}")
+                return
+
+    async def _close(self, c: _Conn) -> None:
+        if c.ws is not None and not c.ws.closed:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(c.ws.close(), 1.0)
+
+    # -- reading ----------------------------------------------------------------------------------
+    async def _reader(self, c: _Conn) -> None:
+        ws = c.ws
+        assert ws is not None
+        try:
+            while True:
+                msg = await ws.receive()
+                now = time.monotonic()
+                c.last_rx = now
+                t = msg.type
+                if t == aiohttp.WSMsgType.TEXT:
+                    c.last_alive = self.last_message_at = now
+                    self._on_text(c, msg.data)
+                elif t == aiohttp.WSMsgType.PING:
+                    c.last_alive = self.last_message_at = now
+                    await ws.pong(msg.data)
+                elif t == aiohttp.WSMsgType.PONG:
+                    c.ping_sent = 0.0
+                    if c.user:
+                        c.last_alive = now
+                elif t == aiohttp.WSMsgType.BINARY:
+                    c.last_alive = self.last_message_at = now
+                    self._on_text(c, msg.data)
+                else:  # CLOSE / CLOSING / CLOSED / ERROR
+                    code = ws.close_code
+                    detail = f"closed ({t.name}{'' if code is None else f', code {code}'})"
+                    self._end_session(c.name, detail)
+                    return
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # noqa: BLE001 - a broken socket ends the session
+            self._end_session(c.name, f"read failed: {_err(e)}")
+
+    async def _watchdog(self, conns: list[_Conn]) -> None:
+        """Silence beyond the heartbeat timeout ends the session; user streams get pinged."""
+        hb = self.heartbeat_timeout_s
+        period = min(max(hb / 10, 0.02), 1.0)
+        while True:
+            await asyncio.sleep(period)
+            now = time.monotonic()
+            for c in conns:
+                silent = now - c.last_alive
+                if silent > hb:
+                    self._end_session(c.name, f"silent for {silent:.1f}s "
+                                              f"(heartbeat timeout {hb:g}s)")
+                    return
+                if c.user and now - c.last_rx > hb / 3 and not c.ping_sent and c.ws:
+                    c.ping_sent = now
+                    with contextlib.suppress(Exception):
+                        await c.ws.ping()
+
+    async def _keepalive(self) -> None:
+        """Futures: extend the listen key every ``keepalive_s``; a failure reopens the stream
+        with a fresh key."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.keepalive_s)
+            key = self.listen_key
+            if key is None:
+                continue
+            try:
+                await loop.run_in_executor(self._pool, self.venue_client.keepalive_listen_key,
+                                           key)
+            except Exception as e:  # noqa: BLE001 - any failure: get a new key
+                self.listen_key = None
+                self._end_session("user", f"listen key keepalive failed: {_err(e)}")
+                return
+
+    def _on_text(self, c: _Conn, data: str | bytes) -> None:
+        try:
+            payload = _decoder.decode(data)
+        except msgspec.DecodeError:
+            return
+        if c.user:
+            items = parse_user(payload, self.market, self.symbol)
+        else:
+            items = parse_market(payload, self.symbol, now_ns())
+        for it in items:
+            if isinstance(it, StreamEnded):
+                self._end_session(c.name, it.reason)
+            elif self._held is not None:
+                self._held.append(it)
+            else:
+                self._handle(it)
+
+    # -- delivery ---------------------------------------------------------------------------------
+    def _handle(self, it: Parsed) -> None:
+        """Track, deduplicate, conflate and emit one live item."""
+        if isinstance(it, KlineOpen):
+            # The bar before the one in progress is closed; the strategy has it from history,
+            # so a repair needs to start no earlier than that.
+            if it.interval not in self.last_kline_open_ms:
+                self.last_kline_open_ms[it.interval] = it.open_time_ms - INTERVAL_MS.get(
+                    it.interval, 0)
+            return
+        if isinstance(it, m.KlineClosed):
+            if it.open_time_ms <= self.last_kline_open_ms.get(it.interval, -1):
+                return  # already delivered (e.g. by the repair)
+            self.last_kline_open_ms[it.interval] = it.open_time_ms
+        elif isinstance(it, m.BookUpdated):
+            self._on_book(it)
+            return
+        elif isinstance(it, m.FundingRateUpdated):
+            key = (it.funding_rate, it.next_funding_time_ms)
+            if key == self._funding_last:
+                return
+            self._funding_last = key
+        elif isinstance(it, m.OrderFilled):
+            self.last_trade_id = max(self.last_trade_id, it.trade_id)
+        self._safe_emit(it)  # type: ignore[arg-type]
+
+    def _on_book(self, b: m.BookUpdated) -> None:
+        """At most one ``BookUpdated`` per ``conflate_book_ms``, always the latest value."""
+        self._book_latest = b
+        if self._book_handle is not None:
+            return
+        loop = asyncio.get_running_loop()
+        wait = self._book_last + self.conflate_s - loop.time()
+        if wait <= 0:
+            self._flush_book()
+        else:
+            self._book_handle = loop.call_later(wait, self._flush_book)
+
+    def _flush_book(self) -> None:
+        self._book_handle = None
+        b, self._book_latest = self._book_latest, None
+        if b is not None:
+            self._book_last = asyncio.get_running_loop().time()
+            self._safe_emit(b)
+
+    def _cancel_book_timer(self) -> None:
+        if self._book_handle is not None:
+            self._book_handle.cancel()
+            self._book_handle = None
+        self._book_latest = None
+
+    # -- repair -----------------------------------------------------------------------------------
+    async def _repair(self, dropped_at_ms: int) -> None:
+        """Call ``repair`` on an executor thread; emit its events, then ``Reconnected``."""
+        gap_ms = max(0, now_ms() - dropped_at_ms) if dropped_at_ms else 0
+        since_k = self.last_kline_open_ms.get(self.repair_interval, 0)
+        since_t = self.last_trade_id
+        summary: dict[str, Any] = {}
+        events: list[m.Message] = []
+        if self.repair is not None:
+            loop = asyncio.get_running_loop()
+            try:
+                events, summary = await loop.run_in_executor(self._pool, self.repair, since_k,
+                                                             gap_ms, since_t)
+            except Exception as e:  # noqa: BLE001 - retry the whole reconnect later
+                raise SessionEnded("repair", f"gap repair failed: {_err(e)}") from e
+        for ev in events:
+            if isinstance(ev, m.KlineClosed):
+                if ev.open_time_ms <= self.last_kline_open_ms.get(ev.interval, -1):
+                    continue
+                self.last_kline_open_ms[ev.interval] = ev.open_time_ms
+            elif isinstance(ev, m.ExchangeSnapshotReceived) and ev.trades:
+                self.last_trade_id = max(self.last_trade_id,
+                                         max(t.trade_id for t in ev.trades))
+            elif isinstance(ev, m.OrderFilled):
+                self.last_trade_id = max(self.last_trade_id, ev.trade_id)
+            self._safe_emit(ev)
+        detail = (f"since kline {since_k} ({self.repair_interval}), since trade {since_t}"
+                  if self.repair is not None else "no repair configured")
+        self._safe_emit(m.Reconnected(
+            symbol=self.symbol, ts_event_ns=now_ns(), gap_ms=int(gap_ms),
+            klines_repaired=int(summary.get("klines", 0)),
+            trades_repaired=int(summary.get("trades", 0)), detail=detail))
+
+
+def _failed_name(conns: list[_Conn]) -> str:
+    for c in conns:
+        if c.ws is None:
+            return c.name
+    return "all"
+
+
+def _err(e: BaseException) -> str:
+    s = str(e)
+    return f"{type(e).__name__}: {s}" if s else type(e).__name__
