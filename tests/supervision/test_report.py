@@ -268,3 +268,41 @@ def test_drawdown_level_is_not_confused_with_the_log_level(tmp_path: Path) -> No
     assert rep["portfolio"]["time_in_drawdown_level_s"] == {"0": 3600.0, "1": 2 * 3600.0,
                                                             "2": 3600.0}
     assert rep["portfolio"]["time_in_drawdown_level_share"]["1"] == pytest.approx(0.5)
+
+
+def test_report_reads_what_log_event_writes(tmp_path: Path) -> None:
+    """The real writer (supervision.logs): Decimals as strings, ts_ms from the actor clock."""
+    from decimal import Decimal
+
+    from loguru import logger
+
+    from actors.clock import SimClock, set_clock
+    from supervision import logs
+
+    clock = SimClock(T0 * 1_000_000)
+    path = logs.configure_logging(tmp_path, stderr=False)
+    set_clock(clock)
+    try:
+        pos = {"BTCUSDT": {"qty": Decimal("0.01"), "unrealized_pnl": Decimal("3.5")}}
+        logs.log_event("EQUITY", equity=Decimal("1000"), peak_equity=Decimal("1000"),
+                       leverage=0.0, positions={})
+        for minute in range(1, 4):
+            clock.ns = (T0 + minute * 60_000) * 1_000_000
+            logs.log_event("STRATEGY", symbol="BTCUSDT", close=100.0 + minute, L=0.5, S=0.1)
+        logs.log_event("ORDER_FILLED", symbol="BTCUSDT", client_order_id="gb1", side="BUY",
+                       price=Decimal("101.5"), qty=Decimal("0.01"), fee=Decimal("0.0101"),
+                       fee_asset="USDT", maker=True)
+        clock.ns = (T0 + DAY) * 1_000_000
+        logs.log_event("EQUITY", equity=Decimal("1003.4899"), peak_equity=Decimal("1003.4899"),
+                       leverage=0.001, positions=pos)
+        logger.complete()
+    finally:
+        set_clock(None)
+        logger.remove()
+    rep = build_report(tmp_path / "out", path, charts=False)
+    p, btc = rep["portfolio"], rep["symbols"]["BTCUSDT"]
+    assert rep["generated_from"]["start_ms"] == T0 and rep["generated_from"]["end_ms"] == T0 + DAY
+    assert p["pnl"]["net"] == "3.4899" and p["pnl"]["fees_paid"] == "0.0101"
+    assert btc["pnl"]["unrealized"] == "3.5" and btc["pnl"]["net"] == "3.4899"
+    assert btc["benchmark"]["start_price"] == 101.0  # first close after the start
+    assert btc["benchmark"]["end_price"] == 103.0
