@@ -571,7 +571,9 @@ def analyse(events: Iterable[Mapping[str, Any]] | _Collected, *,
                         for n in names},
              "fills": {n: syms[n].fill_marks for n in names},
              "conviction": {n: (strat[n][0], strat[n][2], strat[n][3]) for n in names},
-             "levels": (lv_t, lv_v), "trades": all_trades, "equity_rows": eq_rows}
+             "levels": (lv_t, lv_v), "trades": all_trades, "equity_rows": eq_rows,
+             "bases": {n: per_sym[n]["capital_base"] for n in names},
+             "dd_levels": _dd_thresholds(meta)}
     return report, chart
 
 
@@ -591,6 +593,15 @@ METHODS = {
                  "weighted basket",
     "money": "PnL, fees and funding are exact decimal strings in the quote asset",
 }
+
+
+def _dd_thresholds(meta: Mapping[str, Any]) -> list[float]:
+    """Brake thresholds (fractions) to mark on the drawdown chart: meta["drawdown_levels"]
+    or the RiskParams defaults."""
+    lv = meta.get("drawdown_levels")
+    if isinstance(lv, (list, tuple)) and all(isinstance(x, (int, float)) for x in lv):
+        return [float(x) for x in lv]
+    return [-0.05, -0.10, -0.15]
 
 
 def _trade_json(ts: mx.TradeStats) -> dict[str, Any]:
@@ -738,11 +749,25 @@ def render_charts(chart: Mapping[str, Any]) -> dict[str, bytes]:
     x, y = _thin(eq_t, [float(d) * 100 for d in dd])
     ax.fill_between(x, y, 0, color="#d62728", alpha=0.4, step="post")
     ax.plot(x, y, color="#d62728", lw=0.8, drawstyle="steps-post")
-    for lvl in (-5, -10, -15):
-        ax.axhline(lvl, color="#555", lw=0.6, ls="--")
-    ax.set_title("Drawdown (%) with brake levels -5/-10/-15 %")
+    lvls = chart.get("dd_levels") or []
+    for lvl in lvls:
+        ax.axhline(lvl * 100, color="#555", lw=0.6, ls="--")
+    marks = "/".join(f"{lv * 100:g}" for lv in lvls)
+    ax.set_title(f"Drawdown (%) with brake levels {marks} %" if lvls else "Drawdown (%)")
     ax.grid(alpha=0.3)
     out["drawdown.png"] = _png(fig)
+
+    if chart["symbol_curves"]:
+        fig, ax = plt.subplots(figsize=(11, 3.5))
+        for name, (ct, cv) in chart["symbol_curves"].items():
+            base = chart["bases"][name]
+            ax.plot(*_thin(ct, [v - base for v in cv]), lw=1, label=name)
+        ax.axhline(0, color="#555", lw=0.6)
+        ax.set_title("PnL by symbol (realized - fees + funding + unrealized)")
+        ax.set_ylabel("quote")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="best")
+        out["symbol_pnl.png"] = _png(fig)
 
     for name, (pt, pv) in chart["prices"].items():
         fills = chart["fills"].get(name) or []
@@ -913,6 +938,7 @@ def render_html(report: Mapping[str, Any], images: Mapping[str, bytes]) -> str:
     parts += ["<h2>Summary</h2>", _summary_table(report),
               "<h2>Equity and drawdown</h2>", _img("equity.png", images, "equity"),
               _img("drawdown.png", images, "drawdown"),
+              _img("symbol_pnl.png", images, "PnL by symbol"),
               "<h2>Time in drawdown levels</h2>", _levels_table(report["portfolio"]),
               "<h2>Monthly returns</h2>",
               _monthly_table("Portfolio", report["portfolio"].get("monthly_returns") or {})]

@@ -157,13 +157,13 @@ def test_synthetic_log_produces_json_html_png(tmp_path: Path) -> None:
     rep = build_report(out, log)
     names = {"report.json", "report.html", "trades.csv", "equity.csv", "equity.png",
              "drawdown.png", "price_BTCUSDT.png", "price_ETHUSDT.png",
-             "conviction_BTCUSDT.png", "conviction_ETHUSDT.png"}
+             "conviction_BTCUSDT.png", "conviction_ETHUSDT.png", "symbol_pnl.png"}
     assert names <= {p.name for p in out.iterdir()}
     assert set(rep["files"]) == names
     for png in out.glob("*.png"):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     page = (out / "report.html").read_text()
-    assert page.count('src="data:image/png;base64,') == 6
+    assert page.count('src="data:image/png;base64,') == 7
     assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", page, re.I)
     assert "http" not in page and "<link" not in page and "<script" not in page
     assert "2025-01" in page and "2025-02" in page  # monthly returns table
