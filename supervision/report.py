@@ -259,6 +259,7 @@ class _Sym:
         self.placed: dict[str, Decimal] = {}
         self.filled: dict[str, Decimal] = {}
         self.funding_ids: set[str] = set()
+        self.max_leverage: float | None = None
 
     @property
     def pnl(self) -> Decimal:
@@ -407,6 +408,10 @@ def analyse(events: Iterable[Mapping[str, Any]] | _Collected, *,
                 s = sym(name)
                 if s is not None:
                     s.unrealized = _dec(p.get("unrealized_pnl"))
+                    mark = _f(p.get("mark_price"))
+                    if mark > 0 and e > 0:
+                        lev = abs(_f(p.get("qty"))) * mark / e
+                        s.max_leverage = max(lev, s.max_leverage or 0.0)
             for s in syms.values():
                 s.curve_t.append(t)
                 s.curve_pnl.append(s.pnl)
@@ -507,7 +512,8 @@ def analyse(events: Iterable[Mapping[str, Any]] | _Collected, *,
             "trades": _trade_json(ts),
             "fills": _fill_json(fs),
             **mx.order_fill_rate(s.placed, s.filled),
-            "max_leverage": col.status_lev.get(name),
+            "max_leverage": max((x for x in (s.max_leverage, col.status_lev.get(name))
+                                 if x is not None), default=None),
             "monthly_returns": mx.monthly_returns(ct, cv),
             "benchmark": _bench(prices.get(name)),
         }
@@ -589,6 +595,8 @@ METHODS = {
                      " - fees (ORDER_FILLED, in quote) + funding (FUNDING_PAID) + unrealized "
                      "PnL (EQUITY.positions), sampled at each EQUITY event",
     "order_fill_rate": "orders whose fills reach the placed qty / orders placed (ORDER_PLACED)",
+    "max_leverage": "portfolio: max EQUITY.leverage; symbol: max |qty| x mark_price / equity "
+                    "over EQUITY.positions, or STATUS.leverage",
     "benchmark": "buy-and-hold of the symbol's close over the equity span; portfolio: the "
                  "weighted basket",
     "money": "PnL, fees and funding are exact decimal strings in the quote asset",

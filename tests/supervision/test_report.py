@@ -63,7 +63,8 @@ def _hand_log() -> list[dict[str, Any]]:
         {"ts_ms": T0 + 4 * HOUR, "event": "FUNDING_PAID", "symbol": "BTCUSDT",
          "funding_id": "BTCUSDT-1", "amount": "-2"},  # re-logged after a restart
         {"ts_ms": T0 + 5 * HOUR, "event": "DRAWDOWN_LEVEL", "level": 1, "previous_level": 0},
-        _equity(T0 + 5 * HOUR, 992.0, {"BTCUSDT": {"qty": "0", "unrealized_pnl": "5"},
+        _equity(T0 + 5 * HOUR, 992.0, {"BTCUSDT": {"qty": "-0.02", "mark_price": "49600",
+                                                   "unrealized_pnl": "5"},
                                        "ETHUSDT": {"qty": "1", "unrealized_pnl": "0"}},
                 level=1, leverage=2.5),
         {"ts_ms": T0 + 9 * HOUR, "event": "DRAWDOWN_LEVEL", "level": 0, "previous_level": 1},
@@ -89,6 +90,8 @@ def test_hand_worked_log_figures(tmp_path: Path) -> None:
     assert p["total_return"] == pytest.approx(0.01)
     assert p["max_drawdown"] == pytest.approx(-0.008)
     assert p["max_leverage"] == pytest.approx(2.5)
+    assert btc["max_leverage"] == pytest.approx(0.02 * 49600 / 992)  # |qty| x mark / equity
+    assert eth["max_leverage"] is None  # no mark price logged
     assert btc["trades"]["round_trips"] == 1 and btc["trades"]["win_rate"] == 1.0
     assert btc["trades"]["avg_holding_s"] == 3600
     assert p["orders_placed"] == 3 and p["orders_filled"] == 2  # b1 and e1 (0.5 + 0.5)
