@@ -248,7 +248,7 @@ class VenueClient:
     def paused_until(self) -> float:
         """When REST may resume (``clock`` seconds; <= now: not paused)."""
         with self._lock:
-            return self.limiter.paused_until(self._lnow())
+            return self.limiter.paused_until(self._lnow()) - self.offset_ms / 1000.0
 
     def banned(self) -> bool:
         """True while a 418 ban is in force."""
@@ -265,14 +265,19 @@ class VenueClient:
         """Our estimate of the exchange's current time."""
         return int(time.time() * 1000) + self.offset_ms
 
+    def _get_time(self, c: Client) -> dict:
+        return c.get_server_time() if self.market is Market.SPOT else c.futures_time()
+
+    def server_time(self) -> int:
+        """The exchange's current time in ms, fetched (one weight-1 request)."""
+        return int(self._request(self._get_time, weight=1, idempotent=True)["serverTime"])
+
     def sync_time(self) -> int:
         """Measure the offset to the exchange's clock (midpoint of the round trip); returns it
         in ms. Raises ``TimeSyncError`` if the time cannot be read."""
-        def get(c: Client) -> dict:
-            return c.get_server_time() if self.market is Market.SPOT else c.futures_time()
         t0 = time.time()
         try:
-            res = self._request(get, weight=1, idempotent=True, sync=False)
+            res = self._request(self._get_time, weight=1, idempotent=True, sync=False)
         except VenueError as e:
             raise TimeSyncError(f"server time unavailable: {e}") from e
         t1 = time.time()
@@ -438,7 +443,8 @@ class VenueClient:
                 return f
         raise OrderRejectedError(-1121, f"Invalid symbol {symbol!r}")
 
-    def _assets(self, symbol: str) -> tuple[str, str]:
+    def assets(self, symbol: str) -> tuple[str, str]:
+        """(base, quote) of the symbol (from exchange_info, else a known quote suffix)."""
         f = self.filters.get(symbol)
         if f is not None:
             return f.base_asset, f.quote_asset
@@ -655,7 +661,7 @@ class VenueClient:
             rows = self._request(lambda c: c.futures_position_information(symbol=symbol),
                                  weight=5, idempotent=True)
             return bp.parse_futures_position(rows, symbol)
-        base, _ = self._assets(symbol)
+        base, _ = self.assets(symbol)
         free, locked = self.balances().get(base, (bp.ZERO, bp.ZERO))
         return {"qty": free + locked, "entry_price": bp.ZERO, "unrealized_pnl": bp.ZERO,
                 "mark_price": bp.ZERO}
@@ -723,7 +729,7 @@ class VenueClient:
             bals = {a: f + lk for a, (f, lk) in bp.parse_futures_balances(acct).items()}
         else:
             sb = bp.parse_spot_balances(self._spot_account())
-            base, _ = self._assets(symbol)
+            base, _ = self.assets(symbol)
             free, locked = sb.get(base, (bp.ZERO, bp.ZERO))
             pos = {"qty": free + locked, "entry_price": bp.ZERO}
             bals = {a: f + lk for a, (f, lk) in sb.items()}
