@@ -18,6 +18,8 @@ Events carry the command's ``correlation_id`` (or its ``msg_id``) for tracing.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -32,6 +34,7 @@ from actors.venue_client import (
 )
 from models import binance_parse as bp
 from models import messages as m
+from models.backoff import Backoff
 from models.enums import Market
 
 NOT_SENT_CODE = -1003
@@ -296,3 +299,27 @@ def repair(client: VenueClient, market: Market, symbol: str, since_kline_open_ms
         out.append(snap)
         n_t = len(snap.trades)
     return out, {"klines": n_k, "trades": n_t, "ok": ok}
+
+
+def reconciliation(client: VenueClient, market: Market, symbol: str, since_trade_id: int, *,
+                   attempts: int = 3, backoff: Backoff | None = None,
+                   sleep: Callable[[float], None] = time.sleep) -> list[m.Message]:
+    """``ExchangeSnapshotReceived`` followed by the account events, for a
+    ``RequestReconciliation``. The snapshot is retried ``attempts`` times with backoff (reads
+    are safe to repeat); [] (logged RECONCILIATION_UNAVAILABLE) when the exchange cannot be
+    read — e.g. banned — so the caller can ask again later."""
+    bo = backoff or Backoff(0.5, 5.0)
+    for i in range(attempts):
+        try:
+            snap = client.snapshot_for_reconciliation(symbol, since_trade_id)
+        except NotSentError as e:  # paused/banned: retrying now would not be sent either
+            _log("RECONCILIATION_UNAVAILABLE", str(e), symbol=symbol)
+            return []
+        except VenueError as e:
+            if i + 1 >= attempts:
+                _log("RECONCILIATION_UNAVAILABLE", str(e), symbol=symbol)
+                return []
+            sleep(bo.next())
+            continue
+        return [snap, *account_events(client, market, symbol)]
+    return []

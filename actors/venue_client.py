@@ -468,8 +468,7 @@ class VenueClient:
         if stop_price is not None:
             p["stopPrice"] = fmt_dec(stop_price)
         if self.market is Market.SPOT:
-            if reduce_only:
-                raise OrderRejectedError(-1106, "reduceOnly is not a spot parameter")
+            # no reduceOnly on spot: a sell can never exceed the base balance anyway
             p.update(newClientOrderId=client_order_id, newOrderRespType="FULL")
             return self._request(lambda c: c.create_order(**p), is_order=True,
                                  idempotent=False)
@@ -494,11 +493,23 @@ class VenueClient:
             return self._request(lambda c: c.cancel_order(symbol=symbol,
                                                           origClientOrderId=client_order_id),
                                  idempotent=False)
-        if self._is_algo(client_order_id):
+        def cancel_algo() -> dict:
             return self._request(lambda c: c.futures_cancel_algo_order(
                 symbol=symbol, clientAlgoId=client_order_id), idempotent=False)
-        return self._request(lambda c: c.futures_cancel_order(
-            symbol=symbol, origClientOrderId=client_order_id), idempotent=False)
+        if self._is_algo(client_order_id):
+            return cancel_algo()
+        try:
+            return self._request(lambda c: c.futures_cancel_order(
+                symbol=symbol, origClientOrderId=client_order_id), idempotent=False)
+        except OrderNotFoundError as first:
+            # after a restart we may not remember that it was a conditional (algo) order
+            try:
+                res = cancel_algo()
+            except OrderRejectedError:
+                raise first from None
+            with self._lock:
+                self._algo_cids.discard(client_order_id)
+            return res
 
     def modify_order(self, symbol: str, client_order_id: str, side: Side, qty: Decimal,
                      price: Decimal, new_client_order_id: str | None = None, *,

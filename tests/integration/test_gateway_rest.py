@@ -460,3 +460,51 @@ def test_not_found_and_errors_are_typed(sim: Sim) -> None:
     vc2 = fv
     vc2.set_leverage(SYM, 5)
     assert vc2.position(SYM)["qty"] == 0
+
+
+def test_spot_cancel_replace_new_leg_fails_after_cancel(sim: Sim) -> None:
+    vc, _ = venue(sim, SPOT)
+    ops.send_order(vc, SPOT, send("nl-1", SPOT))
+    evs = ops.modify_order(vc, SPOT, m.SendModify(  # 1 BTC @ 40000 > the 10 000 USDT balance
+        symbol=SYM, client_order_id="nl-1", new_client_order_id="nl-2", side=Side.BUY,
+        price=D("40000"), qty=D("1")))
+    assert [type(e) for e in evs] == [m.OrderCanceled, m.OrderRejected]
+    assert evs[0].client_order_id == "nl-1" and evs[1].client_order_id == "nl-2"
+    assert evs[1].code != 0
+    assert open_cids(vc) == []
+
+
+def test_futures_conditional_orders_go_through_the_algo_endpoints(sim: Sim) -> None:
+    vc, _ = venue(sim, FUT)
+    (acc,) = ops.send_order(vc, FUT, m.SendOrder(
+        symbol=SYM, client_order_id="st-1", side=Side.SELL, order_type=OrderType.STOP_MARKET,
+        qty=D("0.003"), stop_price=D("45000")))
+    assert isinstance(acc, m.OrderAccepted) and acc.exchange_order_id > 0
+    (st,) = ops.query_order(vc, FUT, m.QueryOrder(symbol=SYM, client_order_id="st-1"))
+    assert st.found and st.status == "NEW"
+    assert [o.client_order_id for o in vc.snapshot_for_reconciliation(SYM, 0).open_orders] \
+        == ["st-1"]
+    fresh, _ = venue(sim, FUT)  # after a restart: no memory of which orders were algo
+    (st2,) = ops.query_order(fresh, FUT, m.QueryOrder(symbol=SYM, client_order_id="st-1"))
+    assert st2.found and st2.exchange_order_id == acc.exchange_order_id
+    other, _ = venue(sim, FUT)
+    (c,) = ops.cancel_order(other, FUT, m.SendCancel(symbol=SYM, client_order_id="st-1"))
+    assert isinstance(c, m.OrderCanceled)
+    assert vc.open_orders(SYM) == []
+
+
+def test_reconciliation_helper_retries_reads_and_gives_up_cleanly(sim: Sim) -> None:
+    clock = FakeClock()
+    vc, _ = venue(sim, FUT, clock=clock, sleep=clock.sleep, read_retries=0)
+    ops.send_order(vc, FUT, send("rc-1", FUT))
+    sim.fault(type="latency", ms=600, count=1)
+    vc.timeout_s = 0.3
+    for c in (vc._main, vc._aux):
+        c.REQUEST_TIMEOUT = 0.3
+    evs = ops.reconciliation(vc, FUT, SYM, 0, sleep=clock.sleep)
+    assert [type(e) for e in evs] == [m.ExchangeSnapshotReceived, m.AccountReported,
+                                      m.PositionUpdated, m.BalanceUpdated]
+    assert [o.client_order_id for o in evs[0].open_orders] == ["rc-1"]
+    assert clock.sleeps  # the first snapshot attempt timed out and was retried
+    sim.fault(type="force_418", count=1)
+    assert ops.reconciliation(vc, FUT, SYM, 0, sleep=clock.sleep) == []
