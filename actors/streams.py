@@ -302,11 +302,14 @@ class StreamManager:
             tasks.append(loop.create_task(self._watchdog(conns)))
             if self.market is Market.FUTURES and self.user_stream:
                 tasks.append(loop.create_task(self._keepalive()))
+            reconnected: list[m.Reconnected] = []
             if not first:
                 self.reconnects += 1
-                await self._race(self._repair(dropped_at_ms), stop_task)
+                await self._race(self._repair(dropped_at_ms, reconnected), stop_task)
             held, self._held = self._held or [], None
             self._set_connected(True)
+            for rc in reconnected:
+                self._safe_emit(rc)
             for item in held:
                 self._handle(item)
             done, _ = await asyncio.wait({self._end, stop_task},
@@ -465,6 +468,8 @@ class StreamManager:
                 return
 
     def _on_text(self, c: _Conn, data: str | bytes) -> None:
+        if self._end is not None and self._end.done():
+            return  # the session is ending: the repair after the reconnect covers this
         try:
             payload = _decoder.decode(data)
         except msgspec.DecodeError:
@@ -485,15 +490,22 @@ class StreamManager:
     def _handle(self, it: Parsed) -> None:
         """Track, deduplicate, conflate and emit one live item."""
         if isinstance(it, KlineOpen):
-            # The bar before the one in progress is closed; the strategy has it from history,
-            # so a repair needs to start no earlier than that.
-            if it.interval not in self.last_kline_open_ms:
-                self.last_kline_open_ms[it.interval] = it.open_time_ms - INTERVAL_MS.get(
-                    it.interval, 0)
+            iv_ms = INTERVAL_MS[it.interval]
+            last = self.last_kline_open_ms.get(it.interval)
+            if last is None:
+                # The bar before the one in progress is closed; the strategy has it from
+                # history, so a repair needs to start no earlier than that.
+                self.last_kline_open_ms[it.interval] = it.open_time_ms - iv_ms
+            elif it.open_time_ms - iv_ms > last:
+                self._kline_gap(it.interval, last, it.open_time_ms - iv_ms)
             return
         if isinstance(it, m.KlineClosed):
-            if it.open_time_ms <= self.last_kline_open_ms.get(it.interval, -1):
+            last = self.last_kline_open_ms.get(it.interval)
+            if last is not None and it.open_time_ms <= last:
                 return  # already delivered (e.g. by the repair)
+            if last is not None and it.open_time_ms - INTERVAL_MS[it.interval] > last:
+                if self._kline_gap(it.interval, last, it.open_time_ms):
+                    return  # the repair after the reconnect delivers it, in order
             self.last_kline_open_ms[it.interval] = it.open_time_ms
         elif isinstance(it, m.BookUpdated):
             self._on_book(it)
@@ -506,6 +518,15 @@ class StreamManager:
         elif isinstance(it, m.OrderFilled):
             self.last_trade_id = max(self.last_trade_id, it.trade_id)
         self._safe_emit(it)  # type: ignore[arg-type]
+
+    def _kline_gap(self, interval: str, last: int, got: int) -> bool:
+        """A closed kline of the repair interval went missing on the wire (e.g. lost in a
+        stall shorter than the heartbeat timeout): reconnect so the repair fetches it. True
+        when a repair will follow."""
+        if interval != self.repair_interval or self.repair is None:
+            return False
+        self._end_session("market", f"kline gap: {interval} after {last}, got {got}")
+        return True
 
     def _on_book(self, b: m.BookUpdated) -> None:
         """At most one ``BookUpdated`` per ``conflate_book_ms``, always the latest value."""
@@ -533,8 +554,9 @@ class StreamManager:
         self._book_latest = None
 
     # -- repair -----------------------------------------------------------------------------------
-    async def _repair(self, dropped_at_ms: int) -> None:
-        """Call ``repair`` on an executor thread; emit its events, then ``Reconnected``."""
+    async def _repair(self, dropped_at_ms: int, out: list[m.Reconnected]) -> None:
+        """Call ``repair`` on an executor thread and emit its events; the ``Reconnected`` to
+        emit next goes to ``out``."""
         gap_ms = max(0, now_ms() - dropped_at_ms) if dropped_at_ms else 0
         since_k = self.last_kline_open_ms.get(self.repair_interval, 0)
         since_t = self.last_trade_id
@@ -560,7 +582,7 @@ class StreamManager:
             self._safe_emit(ev)
         detail = (f"since kline {since_k} ({self.repair_interval}), since trade {since_t}"
                   if self.repair is not None else "no repair configured")
-        self._safe_emit(m.Reconnected(
+        out.append(m.Reconnected(
             symbol=self.symbol, ts_event_ns=now_ns(), gap_ms=int(gap_ms),
             klines_repaired=int(summary.get("klines", 0)),
             trades_repaired=int(summary.get("trades", 0)), detail=detail))

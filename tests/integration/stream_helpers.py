@@ -37,12 +37,19 @@ class FakeVenue:
         self.client = sim.client()
         self.keys: list[str] = []
         self.keepalives: list[str] = []
+        self.signatures = 0
         self.fail_keepalive = False
+        self.blocked = False  # while set, user-stream auth fails (reconnects back off)
 
     def offset(self) -> int:
         return self.client.get_server_time()["serverTime"] - int(time.time() * 1000)
 
+    def _check(self) -> None:
+        if self.blocked:
+            raise ConnectionError("venue unreachable (test)")
+
     def new_listen_key(self) -> str:
+        self._check()
         key = self.client.futures_stream_get_listen_key()
         self.keys.append(key)
         return key
@@ -54,6 +61,8 @@ class FakeVenue:
         self.client.futures_stream_keepalive(listenKey=key)
 
     def signed_ws_params(self, params: dict) -> dict:
+        self._check()
+        self.signatures += 1
         p = dict(params, apiKey=self.sim.urls.api_key,
                  timestamp=int(time.time() * 1000) + self.offset())
         payload = urlencode(sorted((k, str(v)) for k, v in p.items()))
