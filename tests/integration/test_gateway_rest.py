@@ -508,3 +508,19 @@ def test_reconciliation_helper_retries_reads_and_gives_up_cleanly(sim: Sim) -> N
     assert clock.sleeps  # the first snapshot attempt timed out and was retried
     sim.fault(type="force_418", count=1)
     assert ops.reconciliation(vc, FUT, SYM, 0, sleep=clock.sleep) == []
+
+
+def test_endpoints_for_real_venues_and_sim_urls(sim: Sim) -> None:
+    live = VenueEndpoints.for_venue("live")
+    assert live.rest == "https://api.binance.com/api" and not live.testnet
+    assert live.fapi == "https://fapi.binance.com/fapi"
+    tn = VenueEndpoints.for_venue("testnet", {"fapi": "https://demo-fapi.binance.com/fapi",
+                                              "bogus": "x"})
+    assert tn.testnet and tn.rest == "https://testnet.binance.vision/api"
+    assert tn.fapi == "https://demo-fapi.binance.com/fapi"
+    with pytest.raises(ValueError):
+        VenueEndpoints.for_venue("sim")
+    as_dict = VenueEndpoints.from_sim_urls(
+        {k: getattr(sim.urls, k) for k in ("rest", "fapi", "ws", "fws", "ws_api", "api_key")})
+    assert as_dict == VenueEndpoints.from_sim_urls(sim.urls)
+    assert as_dict.rest.endswith("/api") and as_dict.ws_api.endswith("/ws-api/v3")
