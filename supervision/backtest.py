@@ -1,0 +1,774 @@
+"""Backtest driver: replay market data through the live strategy, risk, portfolio and order
+actors on thespian's ``simpleSystemBase``, against the in-process venue of
+``actors.backtest_gateway`` (the embedded exchange's matching engine).
+
+Only the gateway and the clock differ from a live run:
+
+* the gateway role is ``BacktestGatewayActor`` (no I/O);
+* ``actors.clock.SimClock`` is installed and advanced to each bar's close; thespian wakeups
+  (``wakeupAfter``) are scheduled on that clock instead of the wall clock, so timers (the
+  portfolio's throttled EQUITY flush, risk timeouts) fire at the same sim time in every run.
+
+The actors are wired as ``supervision/supervisor.py`` wires them (``StartActor`` with the
+config JSON and a temporary state directory, then ``Wire`` with pickled addresses; portfolio
+peers keyed ``"<SYMBOL>.<role>"``), without the supervisors (their heartbeats are wall-clock
+timers). ``simpleSystemBase`` delivers every message a ``tell`` triggers before ``tell``
+returns, which is the quiescence barrier: all consequences of bar *t* are processed before bar
+*t+1* is released, and an order placed after bar *t*'s close can only fill on bar *t+1*'s path.
+
+State stores live in a temporary directory with ``synchronous=OFF`` (a crash loses nothing of
+value in a backtest); everything else about persistence is the live code path.
+
+``run_backtest(BacktestOptions) -> BacktestResult`` is the API; ``backtest_command(args)`` is
+``python run.py backtest``. See docs/BACKTEST.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import heapq
+import json
+import logging
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from actors import clock as aclock
+from actors.backtest_gateway import (
+    BacktestGatewayActor,
+    BacktestVenue,
+    SymbolFeed,
+    register_venue,
+    unregister_venue,
+)
+from exchange_sim import marketdata as md
+from models import messages as m
+from models.config import Config, base_interval, config_to_json
+from models.enums import Market
+
+EXIT_OK, EXIT_FAIL, EXIT_BAD_INPUT = 0, 1, 2
+DAY_MS = 86_400_000
+NS = 1_000_000
+#: events kept in memory for trades.csv / equity.csv / the result (the rest is only logged)
+KEEP_EVENTS = frozenset({"TRADE_CLOSED", "EQUITY", "ORDER_FILLED", "ORDER_PLACED",
+                         "FUNDING_PAID"})
+TRADE_COLUMNS = ("symbol", "side", "qty", "entry_price", "exit_price", "gross_pnl", "fees",
+                 "funding", "net_pnl", "opened_ms", "closed_ms", "holding_s")
+EQUITY_COLUMNS = ("ts_ms", "time", "equity", "peak_equity", "drawdown", "leverage",
+                  "worst_case_leverage", "level", "state")
+
+
+class BacktestError(Exception):
+    """Bad input (data, range, configuration): the message says what and where."""
+
+
+# --------------------------------------------------------------------------------------------
+# options / result
+# --------------------------------------------------------------------------------------------
+@dataclass
+class BacktestOptions:
+    """What to replay and how."""
+
+    config: Config
+    symbols: tuple[str, ...]
+    market: Market
+    start_ms: int
+    end_ms: int
+    out_dir: Path | None = None
+    data_dir: Path | None = None
+    data_file: Path | None = None
+    #: engine bar interval (None: the strategy's base interval, as the embedded exchange)
+    fill_interval: str | None = None
+    #: fitted feature weights per symbol (walk-forward); None: the strategy's defaults
+    initial_weights: dict[str, Any] | None = None
+    progress: bool = False
+    report: bool = True
+    charts: bool = True
+    #: logging to gridbot.jsonl in out_dir (False: keep events in memory only)
+    log_file: bool = True
+    #: warm-up history loaded before start_ms (None: what the strategy asks for, + margin)
+    history_ms: int | None = None
+
+
+@dataclass
+class BacktestResult:
+    """What a run produced."""
+
+    bars: int = 0
+    messages: int = 0
+    wall_s: float = 0.0
+    fills: int = 0
+    orders: int = 0
+    trades: list[dict[str, Any]] = field(default_factory=list)
+    equity: list[dict[str, Any]] = field(default_factory=list)
+    fills_log: list[dict[str, Any]] = field(default_factory=list)
+    gaps: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    actor_errors: list[str] = field(default_factory=list)
+    final_equity: str = ""
+    initial_equity: str = ""
+    report: dict[str, Any] | None = None
+    out_dir: Path | None = None
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-able summary (no per-event lists)."""
+        return {
+            "bars": self.bars, "messages": self.messages, "wall_s": round(self.wall_s, 3),
+            "bars_per_s": round(self.bars / self.wall_s, 1) if self.wall_s else None,
+            "msgs_per_s": round(self.messages / self.wall_s, 1) if self.wall_s else None,
+            "orders": self.orders, "fills": self.fills, "trades": len(self.trades),
+            "initial_equity": self.initial_equity, "final_equity": self.final_equity,
+            "gaps": self.gaps, "notes": self.notes, "actor_errors": self.actor_errors,
+            "out_dir": str(self.out_dir) if self.out_dir else None,
+        }
+
+
+# --------------------------------------------------------------------------------------------
+# configuration for a run
+# --------------------------------------------------------------------------------------------
+def backtest_config(cfg: Config, symbols: tuple[str, ...], market: Market,
+                    strategy: str | None = None) -> Config:
+    """``cfg`` restricted to ``symbols`` on ``market`` (weights renormalised to sum 1)."""
+    if not symbols:
+        raise BacktestError("no symbols")
+    pf = cfg.portfolio
+    raw = {s: pf.weights.get(s, 0.0) for s in symbols}
+    if sum(raw.values()) <= 0 or any(w <= 0 for w in raw.values()):
+        raw = {s: raw[s] if raw[s] > 0 else 1.0 / len(symbols) for s in symbols}
+    tot = sum(raw.values())
+    weights = {s: raw[s] / tot for s in symbols}
+    pf = msgspec.structs.replace(pf, symbols=tuple(symbols), weights=weights,
+                                 markets={s: market for s in symbols})
+    st = cfg.strategy if strategy is None else msgspec.structs.replace(cfg.strategy,
+                                                                        kind=strategy)
+    return msgspec.structs.replace(cfg, portfolio=pf, strategy=st)
+
+
+def history_need_ms(cfg: Config) -> int:
+    """Warm-up history the strategy actor asks for at start (its ``on_wired`` rule) + margin."""
+    p = cfg.strategy
+    need_min = max(p.warmup_minutes, p.normalisation_window_minutes, p.rv_long_minutes,
+                   p.volume_window_minutes, p.trend_interval_minutes * 3 * p.adx_period)
+    _iv, base_ms = base_interval(cfg)
+    return (need_min * 60_000 // base_ms + 40) * base_ms
+
+
+# --------------------------------------------------------------------------------------------
+# data
+# --------------------------------------------------------------------------------------------
+def _floor(ms: int, iv: int) -> int:
+    return ms - ms % iv
+
+
+def load_feeds(opts: BacktestOptions, cfg: Config, notes: list[str], gaps: list[str]
+               ) -> dict[str, SymbolFeed]:
+    """Fill bars, base bars and funding per symbol; gaps are reported, never filled."""
+    from exchange_sim.specs import default_specs
+
+    base_iv, base_ms = base_interval(cfg)
+    fill_iv = opts.fill_interval or base_iv
+    fill_ms = md.INTERVAL_MS[fill_iv]
+    if base_ms % fill_ms:
+        raise BacktestError(f"fill interval {fill_iv} does not divide the base interval "
+                            f"{base_iv}")
+    specs = default_specs(opts.market)
+    hist = opts.history_ms if opts.history_ms is not None else history_need_ms(cfg)
+    start, end = opts.start_ms, opts.end_ms
+    h0 = _floor(start - hist, base_ms)
+    feeds: dict[str, SymbolFeed] = {}
+    for sym in opts.symbols:
+        if sym not in specs:
+            raise BacktestError(f"{sym}: no {opts.market.value} symbol filters on the embedded "
+                                f"exchange (known: {', '.join(sorted(specs))})")
+        bars = _load_bars(opts, sym, fill_iv, h0, end, start, notes)
+        run = bars.slice_time(start, end)
+        if not len(run):
+            raise BacktestError(f"{opts.market.value} {sym} {fill_iv}: no bars between "
+                                f"{md.fmt_ms(start)} and {md.fmt_ms(end)}")
+        for g in run.gaps():
+            gaps.append(str(g))
+        if int(run.open_time[0]) > start:
+            gaps.append(f"{opts.market.value} {sym} {fill_iv}: data starts at "
+                        f"{md.fmt_ms(int(run.open_time[0]))}, after the requested start "
+                        f"{md.fmt_ms(start)}")
+        if run.end_ms is not None and run.end_ms < end:
+            gaps.append(f"{opts.market.value} {sym} {fill_iv}: data ends at "
+                        f"{md.fmt_ms(run.end_ms)}, before the requested end {md.fmt_ms(end)}")
+        pre = bars.slice_time(None, start)
+        if len(pre) * fill_ms < hist:
+            notes.append(f"{sym}: only {len(pre) * fill_ms // 60_000} min of history before "
+                         f"the start (the strategy asks for {hist // 60_000}); it warms up "
+                         "during the run")
+        base = bars if fill_iv == base_iv else bars.resample(base_iv)
+        funding: list[tuple[int, Decimal]] = []
+        if opts.market is Market.FUTURES:
+            funding = _load_funding(opts, cfg, sym, bars, notes)
+        feeds[sym] = SymbolFeed(symbol=sym, market=opts.market, filters=specs[sym], fill=bars,
+                                base=base, funding=funding)
+    return feeds
+
+
+def _load_bars(opts: BacktestOptions, sym: str, iv: str, h0: int, end: int, start: int,
+               notes: list[str]) -> md.Bars:
+    if opts.data_file is not None:
+        if len(opts.symbols) != 1:
+            raise BacktestError("a single kline file (--data FILE) replays one symbol only")
+        try:
+            bars = md.load_kline_csv(opts.data_file, sym, opts.market)
+        except md.DataError as e:
+            raise BacktestError(str(e)) from e
+        if bars.interval != iv:
+            if md.INTERVAL_MS[iv] % bars.interval_ms:
+                raise BacktestError(f"{opts.data_file}: {bars.interval} bars cannot make "
+                                    f"{iv} bars")
+            bars = bars.resample(iv)
+        return bars.slice_time(h0, end)
+    try:
+        return md.load_klines(sym, opts.market, iv, h0, end, data_dir=opts.data_dir)
+    except md.DataError as first:
+        try:
+            bars = md.load_klines(sym, opts.market, iv, start, end, data_dir=opts.data_dir)
+        except md.DataError:
+            raise BacktestError(str(first)) from first
+        notes.append(f"{sym}: no {iv} history before {md.fmt_ms(start)} in the data")
+        return bars
+
+
+def _load_funding(opts: BacktestOptions, cfg: Config, sym: str, bars: md.Bars,
+                  notes: list[str]) -> list[tuple[int, Decimal]]:
+    """Funding like the embedded exchange: the data's, else the default rate every N hours."""
+    lo, hi = int(bars.open_time[0]), int(bars.end_ms or 0)
+    rows: list[tuple[int, Decimal]] = []
+    if opts.data_file is None:
+        try:
+            rows = [(t, r) for t, r in md.load_funding(sym, data_dir=opts.data_dir)
+                    if lo <= t <= hi]
+        except md.DataError as e:
+            notes.append(f"no funding data for {sym}: {e}")
+    if rows:
+        return rows
+    every = cfg.sim.funding_interval_h * 3_600_000
+    first = (lo // every + 1) * every
+    notes.append(f"{sym}: no funding data in range; default rate {cfg.sim.funding_rate_default} "
+                 f"every {cfg.sim.funding_interval_h} h")
+    return [(t, cfg.sim.funding_rate_default) for t in range(first, hi + 1, every)]
+
+
+def make_engines(cfg: Config, market: Market, symbols: tuple[str, ...],
+                 balance: Decimal | None = None) -> dict[Market, Any]:
+    """One engine for ``market`` with the embedded exchange's fees, fill model and balances."""
+    from exchange_sim.engine import Engine, FeeSchedule, FillConfig
+    from exchange_sim.specs import default_specs
+
+    s = cfg.sim
+    fill = FillConfig(fill_on_touch=s.fill_on_touch, max_volume_share=s.max_volume_share,
+                      market_slippage_bps=s.market_slippage_bps)
+    if market is Market.SPOT:
+        fees = FeeSchedule(s.spot_maker_fee, s.spot_taker_fee, s.bnb_discount)
+        bal = dict(s.spot_balances)
+    else:
+        fees = FeeSchedule(s.futures_maker_fee, s.futures_taker_fee, s.bnb_discount)
+        bal = dict(s.futures_balances)
+    if balance is not None:
+        bal = {"USDT": balance}
+    specs = default_specs(market)
+    eng = Engine(market, specs={x: specs[x] for x in symbols}, fees=fees, fill=fill)
+    eng.create_account("main", bal)
+    return {market: eng}
+
+
+# --------------------------------------------------------------------------------------------
+# actors: the live classes, single-process
+# --------------------------------------------------------------------------------------------
+def _fast_store(state_dir: Path, name: str) -> Any:
+    from supervision.store import StateStore
+
+    st = StateStore(state_dir / f"{name}.db")
+    st.db.execute("PRAGMA synchronous=OFF")
+    return st
+
+
+def _backtest_class(cls: type) -> type:
+    """``cls`` with ``multiprocess = False`` and a no-fsync state store."""
+
+    def open_store(self: Any, state_dir: Path) -> Any:
+        return _fast_store(state_dir, self.symbol or "portfolio")
+
+    return type(f"Backtest{cls.__name__}", (cls,), {"multiprocess": False,
+                                                    "open_store": open_store,
+                                                    "__module__": __name__})
+
+
+def actor_classes() -> dict[str, type]:
+    """Role -> class: the live order/risk/strategy/portfolio actors, the backtest gateway."""
+    from actors.order import OrderActor
+    from actors.portfolio import PortfolioActor
+    from actors.risk import RiskActor
+    from actors.strategy import StrategyActor
+
+    return {"gateway": _backtest_class(BacktestGatewayActor), "order": _backtest_class(OrderActor),
+            "risk": _backtest_class(RiskActor), "strategy": _backtest_class(StrategyActor),
+            "portfolio": _backtest_class(PortfolioActor)}
+
+
+SYMBOL_ROLES = ("gateway", "order", "risk", "strategy")
+
+
+class SimWakeups:
+    """thespian ``wakeupAfter`` on the simulated clock (replaces the system's wall-clock timers).
+
+    Due wakeups are delivered by the driver between bars, in due order (ties: request order)."""
+
+    def __init__(self, system_base: Any, clk: aclock.SimClock) -> None:
+        from thespian.actors import WakeupMessage
+        from thespian.system.simpleSystemBase import PendingSend
+
+        self._base = system_base
+        self._clock = clk
+        self._heap: list[tuple[int, int, Any, Any, float]] = []
+        self._seq = 0
+        self._wm = WakeupMessage
+        self._ps = PendingSend
+        system_base.wakeupAfter = self._add
+        system_base._realizeWakeups = lambda: None
+
+    def _add(self, from_actor: Any, time_period: Any, payload: Any) -> None:
+        secs = time_period.total_seconds() if hasattr(time_period, "total_seconds") \
+            else float(time_period)
+        due = self._clock.ns + int(secs * 1e9)
+        self._seq += 1
+        heapq.heappush(self._heap, (due, self._seq, from_actor, payload, secs))
+
+    def next_due(self) -> int | None:
+        """Sim ns of the next wakeup."""
+        return self._heap[0][0] if self._heap else None
+
+    def deliver_until(self, ns: int) -> int:
+        """Deliver every wakeup due at or before ``ns`` (advancing the clock to each)."""
+        from datetime import timedelta
+
+        n = 0
+        while self._heap and self._heap[0][0] <= ns:
+            due, _seq, addr, payload, secs = heapq.heappop(self._heap)
+            self._clock.advance_to(due)
+            with self._base._private_lock:
+                self._base._pendingSends.append(
+                    self._ps(addr, self._wm(timedelta(seconds=secs), payload), addr))
+            self._base._runSends()
+            n += 1
+        return n
+
+
+class _SimMonotonic:
+    """Stand-in for the ``time`` module inside actor modules that read ``time.monotonic()``
+    for timer bookkeeping: in a backtest their timers run on the sim clock, so must that."""
+
+    def __init__(self, real: Any, clk: aclock.SimClock) -> None:
+        self._real = real
+        self._clock = clk
+
+    def monotonic(self) -> float:
+        return self._clock.ns / 1e9
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+
+class _Capture:
+    """loguru sink keeping the events the CSVs and the result need (as their JSON lines)."""
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+
+    def write(self, message: Any) -> None:
+        rec = message.record
+        if rec["extra"].get("event") in KEEP_EVENTS:
+            self.events.append(json.loads(rec["extra"]["_json"]))
+
+
+class _ThespianErrors(logging.Handler):
+    """Collect thespian's 'Failure of Actor ...' warnings (an exception in an actor)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.errors: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        if record.exc_info and record.exc_info[1] is not None:
+            text += f": {type(record.exc_info[1]).__name__}: {record.exc_info[1]}"
+        self.errors.append(text)
+
+
+# --------------------------------------------------------------------------------------------
+# the run
+# --------------------------------------------------------------------------------------------
+class Progress:
+    """One-line progress on stderr: bars done, sim date, bars/s, ETA."""
+
+    def __init__(self, total: int, enabled: bool, stream: Any = None) -> None:
+        self.total = max(1, total)
+        self.enabled = enabled
+        self.stream = stream or sys.stderr
+        self.t0 = time.perf_counter()
+        self.last = 0.0
+
+    def update(self, done: int, sim_ms: int, force: bool = False) -> None:
+        if not self.enabled:
+            return
+        now = time.perf_counter()
+        if not force and now - self.last < 0.5:
+            return
+        self.last = now
+        el = max(1e-9, now - self.t0)
+        rate = done / el
+        eta = (self.total - done) / rate if rate > 0 else 0.0
+        frac = min(1.0, done / self.total)
+        bar = "#" * int(frac * 30)
+        self.stream.write(
+            f"\r[{bar:<30}] {done}/{self.total} bars  {md.fmt_ms(sim_ms)[:16]}  "
+            f"{rate:,.0f} bars/s  ETA {int(eta) // 60}:{int(eta) % 60:02d} ")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _seed_strategy(state_dir: Path, cfg: Config, sym: str, weights: Any) -> None:
+    """Write a strategy snapshot with fitted initial weights (restored by the live actor)."""
+    from models.strategy import make_strategy
+    from models.strategy.runner import RunnerState
+
+    _iv, base_ms = base_interval(cfg)
+    strat = make_strategy(cfg.strategy, sym, base_ms, initial_weights=weights)
+    st = RunnerState(strategy=strat.snapshot(), leverage_cap=cfg.portfolio.leverage_cap)
+    store = _fast_store(state_dir, sym)
+    try:
+        store.save_snapshot("strategy", 1, msgspec.msgpack.encode(st))
+    finally:
+        store.close()
+
+
+def run_backtest(opts: BacktestOptions,
+                 on_step: Callable[[int], None] | None = None) -> BacktestResult:
+    """Replay ``opts`` through the actors; write outputs to ``opts.out_dir`` (if set)."""
+    from loguru import logger
+    from thespian.actors import ActorSystem
+
+    from supervision.logs import configure_logging, log_event
+
+    if opts.end_ms <= opts.start_ms:
+        raise BacktestError(f"empty range {md.fmt_ms(opts.start_ms)} .. {md.fmt_ms(opts.end_ms)}")
+    cfg = opts.config
+    res = BacktestResult(out_dir=opts.out_dir)
+    feeds = load_feeds(opts, cfg, res.notes, res.gaps)
+    engines = make_engines(cfg, opts.market, opts.symbols)
+    out = opts.out_dir
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+    # logging: the run's JSON log plus an in-memory capture of the events we need
+    configure_logging(out if (out is not None and opts.log_file) else None,
+                      level=cfg.logging.level, stderr=True,
+                      stderr_level="ERROR" if opts.progress else "WARNING")
+    cap = _Capture()
+    cap_id = logger.add(cap, level="INFO", format="{message}")
+    thes_log = logging.getLogger("Thespian")
+    thes_err = _ThespianErrors()
+    thes_log.addHandler(thes_err)
+    tmp = Path(tempfile.mkdtemp(prefix="gridbot-bt-",
+                                dir="/dev/shm" if Path("/dev/shm").is_dir() else None))
+    clk = aclock.SimClock(opts.start_ms * NS)
+    aclock.set_clock(clk)
+    import actors.portfolio as pf_mod
+    real_time = getattr(pf_mod, "time", None)
+    if real_time is not None:
+        pf_mod.time = _SimMonotonic(real_time, clk)  # type: ignore[assignment]
+    venue = BacktestVenue(feeds, engines, opts.start_ms)
+    vid = register_venue(venue)
+    asys = ActorSystem("simpleSystemBase", logDefs=False, transientUnique=True)
+    base = asys._systemBase
+    wake = SimWakeups(base, clk)
+    counter = [0]
+    orig_single = base._runSingleSend
+
+    def counted(ps: Any) -> None:
+        counter[0] += 1
+        orig_single(ps)
+
+    base._runSingleSend = counted
+    t0 = time.perf_counter()
+    try:
+        for g in res.gaps:
+            log_event("DATA_GAP", g, level="WARNING")
+        for n in res.notes:
+            log_event("BACKTEST_NOTE", n)
+        if opts.initial_weights:
+            for sym, w in opts.initial_weights.items():
+                if sym in feeds:
+                    _seed_strategy(tmp, cfg, sym, w)
+        log_event("BACKTEST_STARTED", symbols=list(opts.symbols), market=opts.market.value,
+                  start=md.fmt_ms(opts.start_ms), end=md.fmt_ms(opts.end_ms),
+                  strategy=cfg.strategy.kind, base_interval=base_interval(cfg)[0],
+                  fill_interval=next(iter(feeds.values())).fill.interval)
+        addrs = _start_actors(asys, cfg, tmp, opts.symbols, vid)
+        res.initial_equity = str(venue.equity())
+        _drive(asys, venue, wake, clk, addrs, opts, res, cfg, on_step)
+        res.final_equity = str(venue.equity())
+        log_event("BACKTEST_FINISHED", bars=res.bars, messages=counter[0],
+                  final_equity=res.final_equity, wall_s=round(time.perf_counter() - t0, 3))
+        for a in addrs.values():
+            asys.tell(a, _exit_request())
+    finally:
+        res.wall_s = time.perf_counter() - t0
+        res.messages = counter[0]
+        res.orders, res.fills = venue.orders, venue.fills
+        try:
+            asys.shutdown()
+        finally:
+            aclock.set_clock(None)
+            if real_time is not None:
+                pf_mod.time = real_time  # type: ignore[assignment]
+            unregister_venue(vid)
+            thes_log.removeHandler(thes_err)
+            logger.complete()
+            logger.remove(cap_id)
+            shutil.rmtree(tmp, ignore_errors=True)
+    res.actor_errors = thes_err.errors[:50]
+    ev = cap.events
+    res.trades = [e for e in ev if e.get("event") == "TRADE_CLOSED"]
+    res.equity = [e for e in ev if e.get("event") == "EQUITY"]
+    res.fills_log = [e for e in ev if e.get("event") == "ORDER_FILLED"]
+    if out is not None:
+        write_trades_csv(out / "trades.csv", res.trades)
+        write_equity_csv(out / "equity.csv", res.equity)
+        (out / "summary.json").write_text(json.dumps(res.summary(), indent=2))
+        if opts.report:
+            res.report = _report(out, opts, res, feeds)
+    return res
+
+
+def _exit_request() -> Any:
+    from thespian.actors import ActorExitRequest
+
+    return ActorExitRequest()
+
+
+def _start_actors(asys: Any, cfg: Config, state_dir: Path, symbols: tuple[str, ...],
+                  venue_id: str) -> dict[str, Any]:
+    """Create, start and wire every actor; returns ``{"<SYM>.<role>" | "portfolio": addr}``."""
+    from actors.base import pack_address
+
+    classes = actor_classes()
+    cj = config_to_json(cfg)
+    addrs: dict[str, Any] = {}
+
+    def start(key: str, role: str, sym: str) -> None:
+        a = asys.createActor(classes[role])
+        ans = asys.ask(a, m.StartActor(symbol=sym, actor_name=role, config_json=cj,
+                                       state_dir=str(state_dir)), 30)
+        if not isinstance(ans, m.ActorReady):
+            raise RuntimeError(f"{key} did not start: {ans!r}")
+        addrs[key] = a
+
+    start("portfolio", "portfolio", "")
+    for sym in symbols:
+        for role in SYMBOL_ROLES:
+            start(f"{sym}.{role}", role, sym)
+        asys.tell(addrs[f"{sym}.gateway"], m.BacktestAttach(symbol=sym, venue_id=venue_id))
+    pf = pack_address(addrs["portfolio"])
+    for sym in symbols:
+        peers = {role: pack_address(addrs[f"{sym}.{role}"]) for role in SYMBOL_ROLES}
+        peers["portfolio"] = pf
+        for role in SYMBOL_ROLES:
+            asys.tell(addrs[f"{sym}.{role}"], m.Wire(symbol=sym, peers=peers))
+    asys.tell(addrs["portfolio"], m.Wire(peers={
+        k: pack_address(a) for k, a in addrs.items() if k != "portfolio"}))
+    return addrs
+
+
+def _drive(asys: Any, venue: BacktestVenue, wake: SimWakeups, clk: aclock.SimClock,
+           addrs: dict[str, Any], opts: BacktestOptions, res: BacktestResult, cfg: Config,
+           on_step: Callable[[int], None] | None) -> None:
+    from supervision.logs import log_event
+
+    feeds = venue.feeds
+    total = sum(int(((f.fill_close > opts.start_ms) & (f.fill_close <= opts.end_ms)).sum())
+                for f in feeds.values())
+    prog = Progress(total, opts.progress)
+    status_ms = int(cfg.supervision.status_interval_s * 1000)
+    next_status = opts.start_ms + status_ms
+    gws = {s: addrs[f"{s}.gateway"] for s in feeds}
+    risks = {s: addrs[f"{s}.risk"] for s in feeds}
+    done = 0
+    while True:
+        t = venue.next_time()
+        if t is None or t > opts.end_ms:
+            break
+        wake.deliver_until(t * NS)
+        clk.advance_to(t * NS)
+        for sym in sorted(feeds):
+            f = feeds[sym]
+            if f.next_close_ms() == t:
+                asys.tell(gws[sym], m.BacktestAdvance(symbol=sym, until_ms=t))
+                done += 1
+        pend = venue.pending_symbols()
+        while pend:
+            for sym in pend:
+                asys.tell(gws[sym], m.BacktestDrain(symbol=sym))
+            pend = venue.pending_symbols()
+        if t >= next_status:
+            next_status = t - t % status_ms + status_ms
+            for sym in sorted(feeds):
+                st = asys.ask(risks[sym], m.StatusRequested(symbol=sym), 5)
+                d = st.data if isinstance(st, m.StatusReported) else {}
+                log_event("STATUS", symbol=sym, position=d.get("position"),
+                          entry_price=d.get("entry_price"),
+                          unrealized_pnl=d.get("unrealized_pnl"),
+                          realized_pnl=d.get("realized_pnl"), open_orders=d.get("live_orders"),
+                          leverage=d.get("leverage"), drawdown_level=d.get("drawdown_level"))
+        prog.update(done, t)
+        if on_step is not None:
+            on_step(t)
+    # flush timers due by the end (e.g. the portfolio's throttled EQUITY line)
+    wake.deliver_until(opts.end_ms * NS)
+    clk.advance_to(opts.end_ms * NS)
+    res.bars = done
+    prog.update(done, opts.end_ms, force=True)
+    prog.close()
+
+
+# --------------------------------------------------------------------------------------------
+# outputs
+# --------------------------------------------------------------------------------------------
+def write_trades_csv(path: Path, trades: list[dict[str, Any]]) -> None:
+    """trades.csv: one row per TRADE_CLOSED event, in close order."""
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(TRADE_COLUMNS)
+        for tr in trades:
+            w.writerow([tr.get(c, "") for c in TRADE_COLUMNS])
+
+
+def write_equity_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    """equity.csv: one row per EQUITY event (``level`` = the drawdown level)."""
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(EQUITY_COLUMNS)
+        for r in rows:
+            ts = r.get("ts_ms")
+            w.writerow([ts, md.fmt_ms(int(ts)) if ts is not None else "", r.get("equity", ""),
+                        r.get("peak_equity", ""), r.get("drawdown", ""), r.get("leverage", ""),
+                        r.get("worst_case_leverage", ""), r.get("drawdown_level", ""),
+                        r.get("state", "")])
+
+
+def _benchmark(feeds: dict[str, SymbolFeed], start: int, end: int
+               ) -> dict[str, list[tuple[int, float]]]:
+    out: dict[str, list[tuple[int, float]]] = {}
+    for sym, f in feeds.items():
+        b = f.base.slice_time(start, end)
+        step = max(1, 3_600_000 // b.interval_ms)
+        out[sym] = [(int(b.open_time[i]) + b.interval_ms, float(b.close[i]))
+                    for i in range(0, len(b), step)]
+    return out
+
+
+def _report(out: Path, opts: BacktestOptions, res: BacktestResult,
+            feeds: dict[str, SymbolFeed]) -> dict[str, Any] | None:
+    try:
+        from supervision.report import build_report
+    except ImportError as e:
+        res.notes.append(f"report skipped: {e}")
+        return None
+    meta = {"initial_equity": res.initial_equity, "market": opts.market.value,
+            "strategy": opts.config.strategy.kind,
+            "weights": dict(opts.config.portfolio.weights),
+            "start": md.fmt_ms(opts.start_ms), "end": md.fmt_ms(opts.end_ms),
+            "source": "backtest"}
+    log = out / "gridbot.jsonl"
+    try:
+        return build_report(out, log if log.exists() else None,
+                            events=None if log.exists() else [],
+                            benchmark_prices=_benchmark(feeds, opts.start_ms, opts.end_ms),
+                            meta=meta, charts=opts.charts)
+    except Exception as e:  # noqa: BLE001 - the run's CSVs and log are still valid
+        res.notes.append(f"report failed: {type(e).__name__}: {e}")
+        print(f"gridbot backtest: report failed: {e}", file=sys.stderr)
+        return None
+
+
+# --------------------------------------------------------------------------------------------
+# CLI
+# --------------------------------------------------------------------------------------------
+def _parse_day(s: str | None, what: str) -> int:
+    if not s:
+        raise BacktestError(f"--{what} is required (a UTC date such as 2025-01-01)")
+    try:
+        return md.parse_time(s)
+    except (md.DataError, ValueError) as e:
+        raise BacktestError(f"--{what} {s!r}: {e}") from e
+
+
+def options_from_args(args: argparse.Namespace) -> BacktestOptions:
+    """``run.py backtest`` arguments -> options (raises ``BacktestError`` / ``ConfigError``)."""
+    from supervision.config_io import load_config
+
+    cfg = load_config(args.config)
+    symbols = tuple(s.strip().upper() for s in str(args.symbols).split(",") if s.strip())
+    market = Market(args.market)
+    cfg = backtest_config(cfg, symbols, market, args.strategy)
+    start = _parse_day(args.start, "from")
+    end = _parse_day(args.end, "to")
+    data = getattr(args, "data", None)
+    data_dir = data_file = None
+    if data is not None:
+        data = Path(data)
+        if data.is_file():
+            data_file = data
+        elif data.is_dir():
+            data_dir = data
+        else:
+            raise BacktestError(f"--data {data}: no such file or directory")
+    out = Path(args.out) if args.out else Path("backtest-out")
+    return BacktestOptions(config=cfg, symbols=symbols, market=market, start_ms=start,
+                           end_ms=end, out_dir=out, data_dir=data_dir, data_file=data_file,
+                           fill_interval=getattr(args, "fill_interval", None),
+                           progress=sys.stderr.isatty() or bool(getattr(args, "progress", 0)))
+
+
+def backtest_command(args: argparse.Namespace) -> int:
+    """``python run.py backtest ...``: 0 ok, 1 failure, 2 bad input."""
+    from models.config import ConfigError
+
+    try:
+        opts = options_from_args(args)
+        opts.progress = True
+        wf = getattr(args, "walk_forward", None)
+        if wf:
+            from supervision.backtest_wf import run_walk_forward
+
+            summary = run_walk_forward(opts, wf)
+        else:
+            res = run_backtest(opts)
+            summary = res.summary()
+            if res.report is not None:
+                summary["report"] = {k: res.report.get(k) for k in ("summary",)
+                                     if k in res.report}
+    except (BacktestError, ConfigError, md.DataError) as e:
+        print(f"gridbot backtest: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    for g in summary.get("gaps", []):
+        print(f"gridbot backtest: data gap: {g}", file=sys.stderr)
+    print(json.dumps(summary, default=str))
+    return EXIT_OK if not summary.get("actor_errors") else EXIT_FAIL
