@@ -196,7 +196,13 @@ def fmt_dec(d: Decimal) -> str:
 # Client
 # --------------------------------------------------------------------------------------------
 class VenueClient:
-    """Blocking REST access to one market (spot or USDT-M futures) of one venue."""
+    """Blocking REST access to one market (spot or USDT-M futures) of one venue.
+
+    ``on_halt`` receives ``VenueBanned`` on a 418 (the gateway forwards it to the portfolio,
+    which halts) and ``RateLimited`` on a 429 (logged by the gateway). Waits: pacing up to
+    ``max_pace_wait_s``, a 429 pause up to ``max_pause_wait_s`` (default ``timeout_s``);
+    longer ones raise ``RateLimitedError`` without sending. Reads are retried
+    ``read_retries`` times with jittered backoff (seeded ``rng``)."""
 
     def __init__(self, market: Market, endpoints: VenueEndpoints, api_key: str,
                  api_secret: str, *, recv_window_ms: int = 5000, timeout_s: float = 10.0,
