@@ -76,11 +76,13 @@ class Recorder:
 
     def __init__(self) -> None:
         self.events: list[Any] = []
+        self.times: list[float] = []  # time.monotonic() of each emit
         self.cond = threading.Condition()
 
     def __call__(self, msg: Any) -> None:
         with self.cond:
             self.events.append(msg)
+            self.times.append(time.monotonic())
             self.cond.notify_all()
 
     def wait_for(self, pred: Callable[[Any], bool], timeout: float = 5.0, start: int = 0) -> Any:
