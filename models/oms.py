@@ -475,11 +475,16 @@ class OmsCore:
 
     # -- graceful stop ------------------------------------------------------------------------------
     def stop(self, msg: m.StopTrading) -> Effects:
-        """No new orders from now on; cancel everything; ``flatten`` also closes the position
-        with a reduce-only market order. Idempotent (a re-delivered stop does nothing new)."""
+        """No new orders from now on; ``cancel-only`` cancels every open order, ``flatten``
+        also closes the position with a reduce-only market order, ``leave`` keeps both at the
+        exchange. Idempotent (a re-delivered stop does nothing new)."""
         first = not self.stopping
         self.stopping = msg.mode or "flatten"
-        fx = self.cancel_all(m.CancelAllOrders(**self._hdr(msg), reason=f"stop ({self.stopping})"))
+        if self.stopping == "leave":  # orders and position stay at the exchange
+            fx = Effects()
+        else:
+            fx = self.cancel_all(m.CancelAllOrders(**self._hdr(msg),
+                                                   reason=f"stop ({self.stopping})"))
         fx.changed = True
         if first:
             fx.log("STOPPING", "INFO", mode=self.stopping, position_qty=self.position_qty,
@@ -527,7 +532,11 @@ class OmsCore:
 
     def stopped(self) -> bool:
         """True once a graceful stop has nothing left to do."""
-        if not self.stopping or self.ledger.open_orders():
+        if not self.stopping:
+            return False
+        if self.stopping == "leave":
+            return not any(r.state in _IN_FLIGHT for r in self.ledger.open_orders())
+        if self.ledger.open_orders():
             return False
         return (self.stopping != "flatten" or self.flatten_qty() == ZERO
                 or self.flatten_attempts > MAX_FLATTEN_ATTEMPTS)

@@ -270,3 +270,13 @@ def test_futures_reconciliation_takes_the_exchange_position() -> None:
     s = core(Market.SPOT)
     s.on_event(m.ExchangeSnapshotReceived(symbol=SYM, position_qty=D("3")))
     assert s.position_qty == 0
+
+
+def test_stop_leave_keeps_orders_and_position() -> None:
+    c = core()
+    submit(c, key="L-1")
+    c.on_event(m.OrderAccepted(symbol=SYM, client_order_id="gb-BTC-L-1-0", exchange_order_id=1,
+                               side=Side.BUY, price=D("100.0"), qty=D("0.010")))
+    fx = c.stop(m.StopTrading(symbol=SYM, mode="leave"))
+    assert not any(r == "gateway" for r, _ in fx.sends)
+    assert c.stopped() and len(c.ledger.open_orders()) == 1
