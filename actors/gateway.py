@@ -13,6 +13,7 @@ in this process only; they never enter a message, snapshot or log.
 from __future__ import annotations
 
 import json
+import math
 import os
 import queue
 import threading
@@ -43,6 +44,8 @@ ROUTES: dict[type, tuple[str, ...]] = {
 }
 
 SIM_URLS_FILE = "sim_urls.json"
+#: Pause between reconciliation rounds while the exchange cannot be read.
+RECONCILE_RETRY_S = 5.0
 
 
 def resolve_venue(cfg: Any, state_dir: Path) -> tuple[Any, str, str]:
@@ -56,7 +59,9 @@ def resolve_venue(cfg: Any, state_dir: Path) -> tuple[Any, str, str]:
         return VenueEndpoints.from_sim_urls(urls), urls["api_key"], urls["api_secret"]
     creds = load_credentials(cfg.venue)
     assert creds is not None
-    return VenueEndpoints.for_venue(cfg.venue.value), creds.api_key, creds.api_secret
+    return (VenueEndpoints.for_venue(cfg.venue.value, overrides=cfg.gateway.testnet_urls or None)
+            if cfg.venue is Venue.TESTNET else VenueEndpoints.for_venue(cfg.venue.value),
+            creds.api_key, creds.api_secret)
 
 
 class GatewayActor(GridActor):
@@ -94,12 +99,31 @@ class GatewayActor(GridActor):
         g = cfg.gateway
         self._client = VenueClient(self.market, endpoints, key, secret,
                                    recv_window_ms=g.recv_window_ms, timeout_s=g.request_timeout_s,
-                                   rate_limit_safety=g.rate_limit_safety, on_halt=self._emit)
+                                   rate_limit_safety=g.rate_limit_safety, on_halt=self._emit,
+                                   time_sync_interval_s=g.time_sync_interval_s)
         self._worker = ThreadPoolExecutor(1, thread_name_prefix=f"gw-{self.symbol}")
 
     def on_wired(self) -> None:
         if self._streams is None and self._worker is not None:
-            self._worker.submit(self._guard, self._boot)
+            self._worker.submit(self._boot_until_up)
+
+    def _boot_until_up(self) -> None:
+        """Boot, retrying with backoff while the exchange is unreachable (worker thread)."""
+        from models.backoff import Backoff
+        from supervision.logs import log_event
+
+        assert self.config is not None
+        g = self.config.gateway
+        bo = Backoff(g.reconnect_backoff_initial_s, g.reconnect_backoff_max_s)
+        while not self._stopping.is_set():
+            try:
+                self._boot()
+                return
+            except Exception as e:  # noqa: BLE001 - logged and retried; the OMS waits
+                delay = bo.next()
+                log_event("GATEWAY_BOOT_FAILED", f"{type(e).__name__}: {e}; retry in "
+                          f"{delay:.1f}s", level="ERROR", symbol=self.symbol)
+                self._stopping.wait(delay)
 
     def _boot(self) -> None:
         """Time sync, filters, then streams (runs on the worker thread)."""
@@ -112,12 +136,18 @@ class GatewayActor(GridActor):
         self._emit(m.TimeSynced(symbol=self.symbol, offset_ms=offset))
         filters = self._client.exchange_info(self.symbol)
         self._emit(m.SymbolFiltersLoaded(symbol=self.symbol, filters=filters, market=self.market))
+        if self.market is Market.FUTURES:
+            # the exchange-side leverage only bounds margin; the portfolio enforces the cap
+            lev = max(1, min(125, math.ceil(self.config.portfolio.leverage_cap)))
+            self._client.set_leverage(self.symbol, lev)
+        for ev in self._account_events():
+            self._emit(ev)
         self._streams = StreamManager(
             self.market, self._client.endpoints, self.symbol,
             kline_intervals=g.kline_intervals, user_stream=True, venue_client=self._client,
             emit=self._emit, heartbeat_timeout_s=g.heartbeat_timeout_s,
             backoff=Backoff(g.reconnect_backoff_initial_s, g.reconnect_backoff_max_s),
-            conflate_book_ms=g.book_conflation_ms)
+            conflate_book_ms=g.book_conflation_ms, repair=self._repair)
         self._streams.start()
 
     def on_stop(self) -> None:
@@ -234,11 +264,29 @@ class GatewayActor(GridActor):
         for ev in gateway_ops.query_order(self._client, self.market, msg):
             self._emit(ev)
 
+    def _repair(self, since_kline_open_ms: int, gap_ms: int,
+                since_trade_id: int) -> tuple[list[m.Message], dict[str, Any]]:
+        """Gap repair after a stream reconnect (called on the stream manager's executor)."""
+        from actors import gateway_ops
+
+        assert self._streams is not None
+        return gateway_ops.repair(self._client, self.market, self.symbol, since_kline_open_ms,
+                                  self._streams.repair_interval, since_trade_id)
+
     def _do_reconcile(self, msg: m.RequestReconciliation) -> None:
-        snap = self._client.snapshot_for_reconciliation(self.symbol, msg.since_trade_id)
-        self._emit(snap)
-        for ev in self._account_events():
-            self._emit(ev)
+        """The exchange's view for the OMS; retried until it succeeds (no trading before)."""
+        from actors import gateway_ops
+
+        while not self._stopping.is_set():
+            events = gateway_ops.reconciliation(self._client, self.market, self.symbol,
+                                                msg.since_trade_id)
+            if events:
+                for ev in events:
+                    self._emit(ev)
+                for ev in self._account_events():
+                    self._emit(ev)
+                return
+            self._stopping.wait(RECONCILE_RETRY_S)
 
     def _do_history(self, msg: m.RequestHistory) -> None:
         from actors import gateway_ops
