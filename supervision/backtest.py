@@ -97,6 +97,9 @@ class BacktestOptions:
     log_file: bool = True
     #: warm-up history loaded before start_ms (None: what the strategy asks for, + margin)
     history_ms: int | None = None
+    #: write actor snapshots/outbox to the (temporary) state stores as live does; False
+    #: skips them (faster; a backtest never restarts an actor)
+    persist: bool = True
 
 
 @dataclass
@@ -297,27 +300,37 @@ def _fast_store(state_dir: Path, name: str) -> Any:
     return st
 
 
-def _backtest_class(cls: type) -> type:
-    """``cls`` with ``multiprocess = False`` and a no-fsync state store."""
+def _backtest_class(cls: type, persist: bool = True) -> type:
+    """``cls`` with ``multiprocess = False``, a no-fsync state store and, with ``persist``
+    False, no snapshot writes."""
 
     def open_store(self: Any, state_dir: Path) -> Any:
         return _fast_store(state_dir, self.symbol or "portfolio")
 
-    return type(f"Backtest{cls.__name__}", (cls,), {"multiprocess": False,
-                                                    "open_store": open_store,
-                                                    "__module__": __name__})
+    def no_persist(self: Any, *args: Any, **kwargs: Any) -> list[int]:
+        return []
+
+    attrs: dict[str, Any] = {"multiprocess": False, "open_store": open_store,
+                             "__module__": __name__}
+    if not persist:
+        attrs["persist"] = no_persist
+        if hasattr(cls, "persist_with"):
+            attrs["persist_with"] = no_persist
+    return type(f"Backtest{cls.__name__}", (cls,), attrs)
 
 
-def actor_classes() -> dict[str, type]:
+def actor_classes(persist: bool = True) -> dict[str, type]:
     """Role -> class: the live order/risk/strategy/portfolio actors, the backtest gateway."""
     from actors.order import OrderActor
     from actors.portfolio import PortfolioActor
     from actors.risk import RiskActor
     from actors.strategy import StrategyActor
 
-    return {"gateway": _backtest_class(BacktestGatewayActor), "order": _backtest_class(OrderActor),
-            "risk": _backtest_class(RiskActor), "strategy": _backtest_class(StrategyActor),
-            "portfolio": _backtest_class(PortfolioActor)}
+    return {"gateway": _backtest_class(BacktestGatewayActor, persist),
+            "order": _backtest_class(OrderActor, persist),
+            "risk": _backtest_class(RiskActor, persist),
+            "strategy": _backtest_class(StrategyActor, persist),
+            "portfolio": _backtest_class(PortfolioActor, persist)}
 
 
 SYMBOL_ROLES = ("gateway", "order", "risk", "strategy")
@@ -521,7 +534,7 @@ def run_backtest(opts: BacktestOptions,
                   start=md.fmt_ms(opts.start_ms), end=md.fmt_ms(opts.end_ms),
                   strategy=cfg.strategy.kind, base_interval=base_interval(cfg)[0],
                   fill_interval=next(iter(feeds.values())).fill.interval)
-        addrs = _start_actors(asys, cfg, tmp, opts.symbols, vid)
+        addrs = _start_actors(asys, cfg, tmp, opts.symbols, vid, opts.persist)
         res.initial_equity = str(venue.equity())
         _drive(asys, venue, wake, clk, addrs, opts, res, cfg, on_step)
         res.final_equity = str(venue.equity())
@@ -565,11 +578,11 @@ def _exit_request() -> Any:
 
 
 def _start_actors(asys: Any, cfg: Config, state_dir: Path, symbols: tuple[str, ...],
-                  venue_id: str) -> dict[str, Any]:
+                  venue_id: str, persist: bool = True) -> dict[str, Any]:
     """Create, start and wire every actor; returns ``{"<SYM>.<role>" | "portfolio": addr}``."""
     from actors.base import pack_address
 
-    classes = actor_classes()
+    classes = actor_classes(persist)
     cj = config_to_json(cfg)
     addrs: dict[str, Any] = {}
 
