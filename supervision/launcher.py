@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from models.config import Config, ConfigError, config_to_json
+from models.enums import Venue
 from supervision import netsec
 from supervision.tree import (
     ROOT_CLASS,
@@ -280,6 +281,17 @@ def _start_venue(cfg: Config, args: argparse.Namespace, state_dir: Path
     return fn(cfg, args, state_dir) if fn is not None else None
 
 
+def _effective_speed(cfg: Config, args: argparse.Namespace) -> str | float | None:
+    """The replay speed ``--duration`` is measured in (the embedded exchange's default when the
+    bot starts it; ``--speed`` otherwise)."""
+    speed = getattr(args, "speed", None)
+    if speed is None and cfg.venue is Venue.SIM and getattr(args, "sim_urls", None) is None:
+        from exchange_sim.embedded import sim_config_for_bot
+
+        return sim_config_for_bot(cfg, args, Path(".")).speed
+    return speed
+
+
 def run_bot(args: argparse.Namespace) -> int:
     """``python run.py run``: start the supervised bot and run until stopped."""
     from supervision.config_io import load_config
@@ -293,7 +305,7 @@ def run_bot(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     try:
         wall_limit = duration_wall_seconds(getattr(args, "duration", None),
-                                           getattr(args, "speed", None))
+                                           _effective_speed(cfg, args))
     except ValueError as e:
         print(f"gridbot run: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
