@@ -88,7 +88,7 @@ def end_of_day_equity(ts_ms: Sequence[int], equity: Sequence[float]
     samples must be in time order; days without a sample repeat the previous value."""
     if len(ts_ms) != len(equity):
         raise ValueError("ts_ms and equity differ in length")
-    if not ts_ms:
+    if len(ts_ms) == 0:
         return [], []
     last: dict[int, float] = {}
     for t, e in zip(ts_ms, equity, strict=True):
@@ -149,7 +149,7 @@ def drawdown_series(equity: Sequence[float] | np.ndarray) -> np.ndarray:
 
 def drawdown_stats(ts_ms: Sequence[int], equity: Sequence[float]) -> DrawdownStats:
     """Max drawdown, its peak/trough/recovery times, its duration and the longest drawdown."""
-    if not ts_ms:
+    if len(ts_ms) == 0:
         return DrawdownStats(max_drawdown=0.0, peak_ms=0, trough_ms=0, recovery_ms=None,
                              duration_ms=0, longest_drawdown_ms=0)
     peak_v = float(equity[0])
@@ -201,7 +201,7 @@ def cagr(start: float, end: float, span_ms: int) -> float | None:
 
 def equity_metrics(ts_ms: Sequence[int], equity: Sequence[float]) -> dict[str, float | int | None]:
     """Return, CAGR, Sharpe, Sortino and drawdown figures of one curve (JSON-ready)."""
-    if not ts_ms:
+    if len(ts_ms) == 0:
         return {"samples": 0}
     start, end = float(equity[0]), float(equity[-1])
     span = int(ts_ms[-1]) - int(ts_ms[0])
@@ -295,7 +295,7 @@ def monthly_returns(ts_ms: Sequence[int], equity: Sequence[float]) -> dict[str, 
     """Return of each calendar month (UTC) from month-end equity; the first month is measured
     against the first sample, a partial last month up to the last sample."""
     out: dict[str, float] = {}
-    if not ts_ms:
+    if len(ts_ms) == 0:
         return out
     prev = float(equity[0])
     month_end: dict[str, float] = {}
@@ -309,34 +309,30 @@ def monthly_returns(ts_ms: Sequence[int], equity: Sequence[float]) -> dict[str, 
 
 
 def clip_series(ts_ms: Sequence[int], values: Sequence[float], start_ms: int, end_ms: int
-                ) -> tuple[list[int], list[float]]:
-    """Samples within [start_ms, end_ms], starting with the last sample at or before
-    ``start_ms`` (moved to ``start_ms``) when there is one, so the span is covered."""
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Samples within [start_ms, end_ms] (int64 and float arrays), starting with the last
+    sample at or before ``start_ms`` (moved to ``start_ms``) when there is one, so the span
+    is covered. ``ts_ms`` must be sorted."""
     t = np.asarray(ts_ms, dtype=np.int64)
-    if t.size == 0:
-        return [], []
+    v = np.asarray(values, dtype=float)
     i0 = int(np.searchsorted(t, start_ms, side="right")) - 1
     i1 = int(np.searchsorted(t, end_ms, side="right"))
-    out_t: list[int] = []
-    out_v: list[float] = []
-    if i0 >= 0:
-        out_t.append(int(start_ms))
-        out_v.append(float(values[i0]))
-    for i in range(max(i0 + 1, 0), i1):
-        out_t.append(int(t[i]))
-        out_v.append(float(values[i]))
+    lo = max(i0, 0)
+    out_t, out_v = t[lo:i1].copy(), v[lo:i1].copy()
+    if i0 >= 0 and out_t.size:
+        out_t[0] = start_ms
     return out_t, out_v
 
 
 def weighted_index(series: Mapping[str, tuple[Sequence[int], Sequence[float]]],
                    weights: Mapping[str, float], start_value: float = 1.0
-                   ) -> tuple[list[int], list[float]]:
+                   ) -> tuple[np.ndarray, np.ndarray]:
     """Buy-and-hold of a weighted basket: value = start_value * sum_s w_s * p_s(t) / p_s(t0)
     on the union of timestamps (forward-filled), from the latest first sample of any symbol.
     Weights are normalised to sum to 1 over the symbols present."""
     syms = [s for s in series if len(series[s][0]) and weights.get(s, 0) > 0]
     if not syms:
-        return [], []
+        return np.zeros(0, dtype=np.int64), np.zeros(0)
     wsum = sum(weights[s] for s in syms)
     t0 = max(int(series[s][0][0]) for s in syms)
     grid = np.unique(np.concatenate([np.asarray(series[s][0], dtype=np.int64) for s in syms]))
@@ -348,4 +344,4 @@ def weighted_index(series: Mapping[str, tuple[Sequence[int], Sequence[float]]],
         idx = np.searchsorted(ts, grid, side="right") - 1
         p = px[idx]
         total += weights[s] / wsum * p / p[0]
-    return [int(x) for x in grid], [float(v) * start_value for v in total]
+    return grid, total * start_value

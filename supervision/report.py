@@ -270,6 +270,7 @@ class _Sym:
 _KEEP = {
     "ORDER_PLACED": ("client_order_id", "qty"),
     "ORDER_FILLED": ("client_order_id", "side", "price", "qty", "fee", "fee_asset", "maker"),
+    "TRADE_CLOSED": TRADE_COLUMNS[1:],
 }
 _MAIN = {"EQUITY", "DRAWDOWN_LEVEL", "TRADE_CLOSED", "ORDER_FILLED", "ORDER_PLACED",
          "FUNDING_PAID"}
@@ -483,7 +484,7 @@ def analyse(events: Iterable[Mapping[str, Any]] | _Collected, *,
             bt, bv = logged_px[name]
         if len(bt):
             ct_, cv_ = mx.clip_series(bt, bv, start_ms, end_ms)
-            if ct_:
+            if len(ct_):
                 prices[name] = (ct_, cv_)
     for name in names:
         s = syms[name]
@@ -553,7 +554,7 @@ def analyse(events: Iterable[Mapping[str, Any]] | _Collected, *,
         "time_in_drawdown_level_s": {str(k): v / 1000 for k, v in sorted(levels.items())},
         "time_in_drawdown_level_share": {str(k): v / span for k, v in sorted(levels.items())},
         "monthly_returns": mx.monthly_returns(eq_t, eq_v),
-        "benchmark": _bench(bench_port if bench_port[0] else None),
+        "benchmark": _bench(bench_port if len(bench_port[0]) else None),
     }
     if portfolio["benchmark"] and portfolio["total_return"] is not None:
         portfolio["excess_return_vs_benchmark"] = (portfolio["total_return"]
@@ -629,7 +630,7 @@ def _fill_json(fs: mx.FillStats) -> dict[str, Any]:
 
 
 def _bench(series: tuple[list[int], list[float]] | None) -> dict[str, Any] | None:
-    if not series or not series[0]:
+    if series is None or len(series[0]) == 0:
         return None
     m = mx.equity_metrics(*series)
     return {"start_price": series[1][0], "end_price": series[1][-1],
@@ -744,7 +745,7 @@ def render_charts(chart: Mapping[str, Any]) -> dict[str, bytes]:
     fig, ax = plt.subplots(figsize=(11, 4))
     ax.plot(*_thin(eq_t, eq_v), label="equity", color="#1f77b4", lw=1.2)
     bt, bv = chart["benchmark"]
-    if bt:
+    if len(bt):
         ax.plot(*_thin(bt, bv), label="buy & hold (weighted)", color="#999", lw=1)
     ax.set_title("Portfolio equity")
     ax.set_ylabel("quote")

@@ -171,14 +171,18 @@ def test_monthly_returns() -> None:
 
 
 def test_clip_series_covers_the_span() -> None:
-    assert mx.clip_series([0, 10, 20, 30], [1, 2, 3, 4], 15, 25) == ([15, 20], [2.0, 3.0])
-    assert mx.clip_series([10, 20], [1, 2], 0, 15) == ([10], [1.0])
+    t, v = mx.clip_series([0, 10, 20, 30], [1, 2, 3, 4], 15, 25)
+    assert (t.tolist(), v.tolist()) == ([15, 20], [2.0, 3.0])
+    t, v = mx.clip_series([10, 20], [1, 2], 0, 15)
+    assert (t.tolist(), v.tolist()) == ([10], [1.0])
+    t, v = mx.clip_series([10, 20], [1, 2], 30, 40)
+    assert (t.tolist(), v.tolist()) == ([30], [2.0])
 
 
 def test_weighted_index_buy_and_hold() -> None:
     series = {"A": ([0, 10, 20], [10.0, 20.0, 20.0]), "B": ([5, 15], [100.0, 50.0])}
     t, v = mx.weighted_index(series, {"A": 1.0, "B": 1.0}, start_value=1000)
-    assert t == [5, 10, 15, 20]
-    assert v == pytest.approx([1000, 1500, 1250, 1250])
+    assert t.tolist() == [5, 10, 15, 20]
+    assert v.tolist() == pytest.approx([1000, 1500, 1250, 1250])
     t, v = mx.weighted_index(series, {"A": 3.0, "B": 1.0})
     assert v[1] == pytest.approx(0.75 * 2 + 0.25 * 1)
