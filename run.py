@@ -122,6 +122,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, default=None)
     p.add_argument("--walk-forward", default=None, metavar="TRAIN_DAYS:TEST_DAYS")
     p.add_argument("--out", type=Path, default=None, help="output directory")
+    p.add_argument("--balance", default=None, help="initial USDT balance (default: config sim)")
+    p.add_argument("--fill-interval", default=None,
+                   help="engine bar interval (default: the strategy's base interval)")
+    p.add_argument("--no-persist", action="store_true",
+                   help="skip actor snapshot writes (faster)")
     p.set_defaults(handler=_resolve("supervision.backtest", "backtest_command", "backtest",
                                     "issue 7"))
 
