@@ -563,6 +563,7 @@ def analyse(events: Iterable[Mapping[str, Any]] | _Collected, *,
         warnings.append("no prices for a buy-and-hold benchmark (no STRATEGY closes in the "
                         "log and none passed in)")
     report = {
+        "summary": _summary(portfolio),
         "generated_from": {"events": sum(col.counts.values()),
                            "event_counts": dict(sorted(col.counts.items())),
                            "start_ms": start_ms, "end_ms": end_ms, "start": _iso(start_ms),
@@ -602,6 +603,19 @@ METHODS = {
                  "weighted basket",
     "money": "PnL, fees and funding are exact decimal strings in the quote asset",
 }
+
+
+def _summary(p: Mapping[str, Any]) -> dict[str, Any]:
+    """The headline figures of the portfolio (for logs, walk-forward tables, CI)."""
+    return {"total_return": p.get("total_return"), "cagr": p.get("cagr"),
+            "sharpe": p.get("sharpe"), "sortino": p.get("sortino"),
+            "max_drawdown": p.get("max_drawdown"),
+            "max_drawdown_duration_s": p.get("max_drawdown_duration_s"),
+            "round_trips": p["trades"]["round_trips"], "win_rate": p["trades"]["win_rate"],
+            "profit_factor": p["trades"]["profit_factor"], "fees_paid": p["pnl"]["fees_paid"],
+            "funding_net": p["pnl"]["funding_net"], "maker_share": p["fills"]["maker_share"],
+            "order_fill_rate": p.get("order_fill_rate"), "max_leverage": p.get("max_leverage"),
+            "benchmark_total_return": (p.get("benchmark") or {}).get("total_return")}
 
 
 def _dd_thresholds(meta: Mapping[str, Any]) -> list[float]:

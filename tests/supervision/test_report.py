@@ -101,6 +101,8 @@ def test_hand_worked_log_figures(tmp_path: Path) -> None:
     # levels: 0 for 5 h, 1 from the DRAWDOWN_LEVEL at 5 h until back to 0 at 9 h, then 0
     assert p["time_in_drawdown_level_s"] == {"0": 6 * 3600, "1": 4 * 3600}
     assert p["benchmark"] is None and any("benchmark" in w for w in rep["warnings"])
+    assert rep["summary"]["total_return"] == p["total_return"]
+    assert rep["summary"]["round_trips"] == 1 and rep["summary"]["fees_paid"] == "21"
     saved = json.loads((tmp_path / "report.json").read_text())
     assert saved["portfolio"]["pnl"] == p["pnl"]
 
