@@ -211,10 +211,16 @@ class PortfolioCore:
         pnl = SymbolPnl(realized_gross=msg.realized_pnl, fees=msg.fees, funding=msg.funding,
                         unrealized=msg.unrealized_pnl, qty=msg.qty, avg_entry=msg.entry_price,
                         mark=msg.mark_price)
+        old = self._pnl().get(msg.symbol)
+        peak = self.peak()
         self._pnl()[msg.symbol] = pnl
         self.book.update_positions(msg.symbol, msg.qty * msg.mark_price)
-        fx.changed = True
         self._revalue(fx, now_ms)
+        # a mark-only change is not worth a snapshot write (risk re-reports after a restart);
+        # a new position, realized PnL, fees, funding or a new peak are
+        if old is None or (old.qty, old.realized_gross, old.fees, old.funding) != (
+                pnl.qty, pnl.realized_gross, pnl.fees, pnl.funding) or self.peak() != peak:
+            fx.changed = True
 
     def _on_TradeClosed(self, fx: PortfolioEffects, msg: m.TradeClosed, now_ms: int) -> None:
         self.s.trades[msg.symbol] = self.s.trades.get(msg.symbol, 0) + 1

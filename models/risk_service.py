@@ -278,7 +278,9 @@ class SymbolRiskCore:
         if res.adjusted:
             fx.log("ORDER_ADJUSTED", "INFO", key=msg.key, side=msg.side, price=msg.price,
                    qty=msg.qty, new_price=res.price, new_qty=res.qty)
-        if msg.reduce_only:
+        if msg.reduce_only or (res.reduces and self.halted()):
+            # reduce-only (and, while halted, any order that can only shrink the position,
+            # e.g. a spot take-profit sell) needs no reservation
             self._submit(fx, sub, "", ZERO, f"risk-{self.symbol}-{msg.key}-{msg.msg_id}")
             return
         if not portfolio_up:
@@ -554,8 +556,7 @@ class SymbolRiskCore:
                                                          + rep.funding))
         if not force and sig == self.s.last_reported:
             return
-        self.s.last_reported = sig
-        fx.changed = True
+        self.s.last_reported = sig  # dedupe only: not worth a snapshot write on its own
         fx.send("portfolio", rep)
 
     def _on_OrderEnded(self, fx: RiskEffects, msg: m.OrderEnded, now_ns: int,
@@ -593,9 +594,8 @@ class SymbolRiskCore:
                   source: str) -> None:
         if price <= ZERO:
             return
-        if self.s.mark != price:
-            self.s.mark = price
-            fx.changed = fx.changed or self.ledger.qty != ZERO
+        # a mark alone is not persisted: after a restart the next update replaces it
+        self.s.mark = price
         self.s.mark_source = source
         if self.ledger.qty != ZERO:
             self._report_position(fx, src, now_ns)

@@ -341,3 +341,14 @@ def test_snapshot_round_trip_keeps_orders_pnl_counter_and_aborts_pending() -> No
     assert sent(fx, "portfolio", m.ReleaseExposure)[0].reservation_id == "BTCUSDT-L2-2"
     fx = r.handle(place(key="L3", price="48000"), T0)
     assert sent(fx, "portfolio")[0].reservation_id == "BTCUSDT-L3-3"  # counter continues
+
+
+def test_halted_spot_take_profit_sell_goes_without_reservation() -> None:
+    c = core(Market.SPOT)
+    c.handle(fill("L1", BUY, "50000", "0.01", 1), T0)
+    c.handle(m.HaltTrading(symbol=SYM, reason="hard stop", flatten=False), T0)
+    fx = c.handle(place(key="TP", side=SELL, price="50500", qty="0.01"), T0)
+    (sub,) = sent(fx, "order", m.SubmitOrder)
+    assert sub.reservation_id == "" and sent(fx, "portfolio") == []
+    fx = c.handle(place(key="S1", side=SELL, price="50500", qty="0.02"), T0)  # beyond inventory
+    assert sent(fx, "strategy")[0].reason == "INSUFFICIENT_INVENTORY"
