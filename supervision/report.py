@@ -7,10 +7,11 @@ the same numbers. Methods are in ``models.metrics`` and docs/REPORT.md.
 API::
 
     build_report(out_dir, log_path=None, *, events=None, benchmark_prices=None, meta=None,
-                 charts=True) -> dict
+                 charts=True, overwrite_csv=False) -> dict
 
-* ``out_dir``: where ``report.json``, ``report.html``, the PNGs and (when missing)
-  ``trades.csv``/``equity.csv`` are written (created if needed).
+* ``out_dir``: where ``report.json``, ``report.html``, the PNGs and ``trades.csv``/
+  ``equity.csv`` are written (created if needed). Existing CSVs (the backtest's own) are kept
+  unless ``overwrite_csv``; ``run.py report`` overwrites them except in the log's directory.
 * ``log_path``: the run's ``gridbot.jsonl`` (a directory: every ``gridbot*.jsonl`` in it);
   or pass ``events`` (already-parsed records) instead.
 * ``benchmark_prices``: ``{symbol: [(ts_ms, close), ...]}`` for buy-and-hold; default: the
@@ -689,9 +690,11 @@ def _clean(o: Any) -> Any:
 def build_report(out_dir: str | Path, log_path: str | Path | None = None, *,
                  events: Iterable[Mapping[str, Any]] | None = None,
                  benchmark_prices: Mapping[str, Sequence[tuple[int, Any]]] | None = None,
-                 meta: Mapping[str, Any] | None = None, charts: bool = True) -> dict[str, Any]:
-    """Write report.json, report.html, PNG charts (and missing trades.csv/equity.csv) into
-    ``out_dir``; return the report dict. Raises ``ReportError`` on bad input."""
+                 meta: Mapping[str, Any] | None = None, charts: bool = True,
+                 overwrite_csv: bool = False) -> dict[str, Any]:
+    """Write report.json, report.html, PNG charts and trades.csv/equity.csv (derived from the
+    log when missing, or always with ``overwrite_csv``) into ``out_dir``; return the report
+    dict. Raises ``ReportError`` on bad input."""
     warnings: list[str] = []
     if events is None:
         if log_path is None:
@@ -701,9 +704,9 @@ def build_report(out_dir: str | Path, log_path: str | Path | None = None, *,
     report["warnings"] = warnings + report["warnings"]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    if not (out / "trades.csv").exists():
+    if overwrite_csv or not (out / "trades.csv").exists():
         _write_trades_csv(out / "trades.csv", chart["trades"])
-    if not (out / "equity.csv").exists():
+    if overwrite_csv or not (out / "equity.csv").exists():
         _write_equity_csv(out / "equity.csv", chart["equity_rows"])
     images: dict[str, bytes] = {}
     if charts:
@@ -980,8 +983,13 @@ def render_html(report: Mapping[str, Any], images: Mapping[str, bytes]) -> str:
 # -- CLI ----------------------------------------------------------------------------------------
 def report_command(args: argparse.Namespace) -> int:
     """``run.py report LOGFILE --out DIR``: 0 on success, 2 on bad input."""
+    log, out = Path(args.logfile), Path(args.out)
+    # next to a backtest's own log, its trades.csv/equity.csv are the originals: keep them;
+    # anywhere else derive fresh ones (never leave a previous run's CSVs beside this report)
+    log_dir = log if log.is_dir() else log.parent
+    keep = out.exists() and out.resolve() == log_dir.resolve()
     try:
-        rep = build_report(args.out, args.logfile)
+        rep = build_report(out, log, overwrite_csv=not keep)
     except ReportError as e:
         print(f"gridbot report: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT

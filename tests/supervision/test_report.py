@@ -311,3 +311,15 @@ def test_report_reads_what_log_event_writes(tmp_path: Path) -> None:
     assert btc["pnl"]["unrealized"] == "3.5" and btc["pnl"]["net"] == "3.4899"
     assert btc["benchmark"]["start_price"] == 101.0  # first close after the start
     assert btc["benchmark"]["end_price"] == 103.0
+
+
+def test_cli_csvs_fresh_elsewhere_kept_next_to_the_log(tmp_path: Path) -> None:
+    log = _write(tmp_path / "gridbot.jsonl", _hand_log())
+    (tmp_path / "trades.csv").write_text("the backtest's own\n")
+    out = tmp_path / "elsewhere"
+    out.mkdir()
+    (out / "trades.csv").write_text("stale, from another run\n")
+    assert run.main(["report", str(log), "--out", str(out)]) == 0
+    assert (out / "trades.csv").read_text().startswith("symbol,side,qty")
+    assert run.main(["report", str(log), "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "trades.csv").read_text() == "the backtest's own\n"
