@@ -42,6 +42,8 @@ from models.risk import BrakeEvent, BrakeSnapshot, DrawdownBrake, RiskParams
 
 ZERO = Decimal(0)
 REPLY = "reply"
+#: Closed reservations' answers kept in a snapshot (the book itself remembers 20 000).
+SNAPSHOT_ANSWERS = 1000
 
 
 @dataclass
@@ -112,8 +114,16 @@ class PortfolioCore:
 
     # -- state --------------------------------------------------------------------------------
     def to_state(self) -> PortfolioState:
-        """Snapshot."""
-        self.s.book = self.book.to_state()
+        """Snapshot. Of the book's remembered answers only those of open reservations and the
+        last ``SNAPSHOT_ANSWERS`` others are kept: a repeated request (thespian retry, risk
+        restart) follows its original within seconds, and risk never reuses an id."""
+        book = self.book.to_state()
+        open_ids = {r.reservation_id for r in book.open}
+        closed = [a for a in book.answers if a.reservation_id not in open_ids]
+        if len(closed) > SNAPSHOT_ANSWERS:
+            keep = {a.reservation_id for a in closed[-SNAPSHOT_ANSWERS:]} | open_ids
+            book.answers = [a for a in book.answers if a.reservation_id in keep]
+        self.s.book = book
         self.s.brake = self.brake.to_state()
         if self.tracker is not None:
             self.s.peak_equity = self.tracker.peak_equity
@@ -408,6 +418,10 @@ class PortfolioCore:
                       "trades": str(self.s.trades.get(s, 0))}
         return out
 
+    def open_reservations(self) -> int:
+        """Number of open reservations."""
+        return len(self.book.to_state().open)
+
     def headroom(self, symbol: str, side: Side) -> Decimal:
         """Largest notional a new ``side`` order of ``symbol`` could reserve now."""
         return self.book.headroom(symbol, side)
@@ -426,7 +440,7 @@ class PortfolioCore:
             "trading_state": self.book.trading_state.value, "halted": st.halted,
             "safe_mode": st.safe_mode, "size_factor": st.size_factor,
             "tp_factor": st.tp_factor, "stopping": self.stopping,
-            "open_reservations": len(self.book.to_state().open),
+            "open_reservations": self.open_reservations(),
             "positions": self.positions(),
         }
 

@@ -44,9 +44,9 @@ NS_PER_S = 1_000_000_000
 FLATTEN_KEY = "flatten"
 MAX_FLATTEN_ATTEMPTS = 3
 #: PlaceOrder/ModifyOrder message ids remembered (thespian re-delivers after an exception).
-MAX_SEEN_MSGS = 512
+MAX_SEEN_MSGS = 128
 #: Trade ids remembered for fill deduplication (older ones are covered by ``trade_floor``).
-MAX_TRADE_IDS = 5000
+MAX_TRADE_IDS = 1000
 #: A ledger/exchange position disagreement must persist this long before POSITION_MISMATCH.
 MISMATCH_GRACE_NS = 5 * NS_PER_S
 PORTFOLIO_UNAVAILABLE = "portfolio unavailable"
@@ -276,7 +276,7 @@ class SymbolRiskCore:
                             tif=msg.tif, reduce_only=msg.reduce_only, kind=msg.kind,
                             strategy_context=msg.strategy_context)
         if res.adjusted:
-            fx.log("ORDER_ADJUSTED", "INFO", key=msg.key, side=msg.side, price=msg.price,
+            fx.log("ORDER_ADJUSTED", "DEBUG", key=msg.key, side=msg.side, price=msg.price,
                    qty=msg.qty, new_price=res.price, new_qty=res.qty)
         if msg.reduce_only or (res.reduces and self.halted()):
             # reduce-only (and, while halted, any order that can only shrink the position,

@@ -323,3 +323,24 @@ def test_cap_holds_under_interleaved_requests_from_three_symbols(ops: list, over
         assert bot.true_gross() <= cap
     # the portfolio never under-counts once it has seen every message
     assert bot.pf.book.gross_exposure() >= bot.true_gross()
+
+
+def test_snapshot_keeps_open_answers_and_only_recent_closed_ones() -> None:
+    from models.portfolio_service import SNAPSHOT_ANSWERS
+
+    p = pf()
+    assert isinstance(reserve(p, "open-1", "BTCUSDT", BUY, "100"), m.ExposureReserved)
+    for i in range(SNAPSHOT_ANSWERS + 50):
+        p.handle(m.ReserveExposure(symbol="ETHUSDT", reservation_id=f"c{i}", side=BUY,
+                                   notional=D("10")), T)
+        p.handle(m.ReleaseExposure(symbol="ETHUSDT", reservation_id=f"c{i}"), T)
+    st = decode_portfolio_state(encode_portfolio_state(p.to_state()))
+    ids = {a.reservation_id for a in st.book.answers}
+    assert "open-1" in ids and f"c{SNAPSHOT_ANSWERS + 49}" in ids and "c0" not in ids
+    assert len(ids) == SNAPSHOT_ANSWERS + 1
+    q = PortfolioCore(SYMS, W, FUTS, 6.0, 0.3, RiskParams(), state=st)
+    assert q.open_reservations() == 1
+    # a late repeat of a recent request gets its original answer and reserves nothing
+    assert isinstance(reserve(q, f"c{SNAPSHOT_ANSWERS + 49}", "ETHUSDT", BUY, "10"),
+                      m.ExposureReserved)
+    assert q.open_reservations() == 1
