@@ -686,6 +686,33 @@ class SymbolSupervisor(_Supervisor):
         }
 
 
+def symbol_status_lines(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """One STATUS record per symbol from the root's status tree: position, entry, PnL, open
+    orders, leverage and drawdown level (from the risk, order and portfolio actors)."""
+    pf = (data.get("portfolio") or {}).get("status") or {}
+    out = []
+    for sym, row in (data.get("symbols") or {}).items():
+        actors = {a.get("name"): a.get("status") or {}
+                  for a in ((row.get("tree") or {}).get("actors") or [])}
+        risk, order = actors.get("risk", {}), actors.get("order", {})
+        strat = actors.get("strategy", {})
+        out.append({
+            "symbol": sym, "state": row.get("state"),
+            "position": risk.get("position"), "entry_price": risk.get("entry_price"),
+            "mark_price": risk.get("mark_price"),
+            "unrealized_pnl": risk.get("unrealized_pnl"),
+            "realized_pnl": risk.get("realized_pnl"), "fees": risk.get("fees"),
+            "funding": risk.get("funding"), "open_orders": order.get("open_orders"),
+            "leverage": risk.get("leverage"),
+            "portfolio_leverage": pf.get("leverage"), "leverage_cap": pf.get("leverage_cap"),
+            "drawdown_level": pf.get("drawdown_level", risk.get("drawdown_level")),
+            "drawdown": pf.get("drawdown"), "equity": pf.get("equity"),
+            "trading_state": pf.get("trading_state"),
+            "L": strat.get("L"), "S": strat.get("S"), "warm": strat.get("warm"),
+        })
+    return out
+
+
 class RootSupervisor(_Supervisor):
     """Top of the bot: the portfolio actor and one ``SymbolSupervisor`` per symbol
     (one_for_one; each child has its own restart intensity)."""
@@ -1003,7 +1030,10 @@ class RootSupervisor(_Supervisor):
         self.last_status = data
         if to is None:
             pf = (data.get("portfolio") or {}).get("status", {})
-            _log("STATUS", "status", symbols={s: v["state"] for s, v in data["symbols"].items()},
+            for line in symbol_status_lines(data):
+                _log("STATUS", "status", **line)
+            _log("PORTFOLIO_STATUS", "portfolio status",
+                 symbols={s: v["state"] for s, v in data["symbols"].items()},
                  portfolio=pf, restarts=len(self.restart_events))
             return
         super().deliver_status(to, data)

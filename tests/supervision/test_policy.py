@@ -164,3 +164,21 @@ def test_settings_from_config() -> None:
     s = SupervisorSettings.from_config(SupervisionConfig(max_restarts=2), "DEBUG",
                                        heartbeat_interval_s=0.1)
     assert s.max_restarts == 2 and s.log_level == "DEBUG" and s.heartbeat_interval_s == 0.1
+
+
+def test_symbol_status_lines_pick_figures_from_the_tree() -> None:
+    from supervision.supervisor import symbol_status_lines
+
+    data = {"symbols": {"BTCUSDT": {"state": "RUNNING", "tree": {"actors": [
+        {"name": "order", "status": {"open_orders": 4}},
+        {"name": "risk", "status": {"position": "0.010", "entry_price": "100",
+                                    "unrealized_pnl": "1.5", "realized_pnl": "-0.2",
+                                    "leverage": 0.1}},
+        {"name": "strategy", "status": {"L": 0.4, "S": 0.1}}]}},
+        "ETHUSDT": {"state": "STOPPED", "tree": None}},
+        "portfolio": {"status": {"leverage": 0.3, "leverage_cap": 6.0, "drawdown_level": 1}}}
+    btc, eth = symbol_status_lines(data)
+    assert btc["symbol"] == "BTCUSDT" and btc["position"] == "0.010"
+    assert btc["open_orders"] == 4 and btc["drawdown_level"] == 1 and btc["L"] == 0.4
+    assert btc["portfolio_leverage"] == 0.3 and btc["leverage_cap"] == 6.0
+    assert eth["state"] == "STOPPED" and eth["position"] is None
