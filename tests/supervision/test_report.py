@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import random
@@ -156,21 +157,24 @@ def _synthetic(days: int = 35, seed: int = 3) -> list[dict[str, Any]]:
     return out
 
 
-def test_synthetic_log_produces_json_html_png(tmp_path: Path) -> None:
-    log = _write(tmp_path / "gridbot.jsonl", _synthetic())
-    out = tmp_path / "out"
-    rep = build_report(out, log)
-    names = {"report.json", "report.html", "trades.csv", "equity.csv", "equity.png",
-             "drawdown.png", "price_BTCUSDT.png", "price_ETHUSDT.png",
-             "conviction_BTCUSDT.png", "conviction_ETHUSDT.png", "symbol_pnl.png"}
-    assert names <= {p.name for p in out.iterdir()}
-    assert set(rep["files"]) == names
-    for png in out.glob("*.png"):
-        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    page = (out / "report.html").read_text()
-    assert page.count('src="data:image/png;base64,') == 7
+HAVE_MPL = importlib.util.find_spec("matplotlib") is not None
+PNGS = {"equity.png", "drawdown.png", "price_BTCUSDT.png", "price_ETHUSDT.png",
+        "conviction_BTCUSDT.png", "conviction_ETHUSDT.png", "symbol_pnl.png"}
+
+
+def _no_external_resources(page: str) -> None:
     assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", page, re.I)
     assert "http" not in page and "<link" not in page and "<script" not in page
+
+
+def test_synthetic_log_produces_json_html_csv(tmp_path: Path) -> None:
+    log = _write(tmp_path / "gridbot.jsonl", _synthetic())
+    out = tmp_path / "out"
+    rep = build_report(out, log, charts=False)
+    assert set(rep["files"]) == {"report.json", "report.html", "trades.csv", "equity.csv"}
+    assert not list(out.glob("*.png"))
+    page = (out / "report.html").read_text()
+    _no_external_resources(page)
     assert "2025-01" in page and "2025-02" in page  # monthly returns table
     p = rep["portfolio"]
     for key in ("total_return", "cagr", "sharpe", "sortino", "max_drawdown",
@@ -185,6 +189,19 @@ def test_synthetic_log_produces_json_html_png(tmp_path: Path) -> None:
     trades = (out / "trades.csv").read_text().splitlines()
     assert trades[0].startswith("symbol,side,qty") and len(trades) == 1 + 2 * 35 * 4
     assert len((out / "equity.csv").read_text().splitlines()) == 1 + 35 * 4
+
+
+@pytest.mark.skipif(not HAVE_MPL, reason="matplotlib not installed (pip install '.[report]')")
+def test_synthetic_log_charts_png_embedded(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    rep = build_report(out, _write(tmp_path / "gridbot.jsonl", _synthetic(days=3)))
+    assert PNGS <= {p.name for p in out.iterdir()}
+    assert PNGS <= set(rep["files"])
+    for name in PNGS:
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    page = (out / "report.html").read_text()
+    assert page.count('src="data:image/png;base64,') == len(PNGS)
+    _no_external_resources(page)
 
 
 def test_benchmark_from_passed_prices_and_existing_csvs_kept(tmp_path: Path) -> None:
