@@ -57,6 +57,9 @@ from models.stream_parse import (
     parse_user,
 )
 
+#: A session up at least this long (or a heartbeat window, if shorter) resets the backoff.
+STABLE_S = 10.0
+
 RepairFn = Callable[[int, int, int], tuple[list[m.Message], dict]]
 
 _decoder = msgspec.json.Decoder()
@@ -249,8 +252,8 @@ class StreamManager:
                     self._safe_emit(m.StreamDisconnected(symbol=self.symbol,
                                                          ts_event_ns=now_ns(),
                                                          stream=e.stream, detail=e.detail))
-                # A session that stayed up for a heartbeat window was healthy: start over.
-                if time.monotonic() - started >= self.heartbeat_timeout_s:
+                # A session that stayed up for a while was healthy: back off from scratch.
+                if time.monotonic() - started >= min(self.heartbeat_timeout_s, STABLE_S):
                     self.backoff.reset()
                 delay = self.backoff.next()
                 with contextlib.suppress(asyncio.TimeoutError):
@@ -482,7 +485,11 @@ class StreamManager:
             if isinstance(it, StreamEnded):
                 self._end_session(c.name, it.reason)
             elif self._held is not None:
-                self._held.append(it)
+                if isinstance(it, m.BookUpdated) and self._held \
+                        and isinstance(self._held[-1], m.BookUpdated):
+                    self._held[-1] = it  # a slow repair must not pile up book ticks
+                else:
+                    self._held.append(it)
             else:
                 self._handle(it)
 

@@ -99,6 +99,17 @@ class Recorder:
                                          f"{[type(e).__name__ for e in self.events[-20:]]}")
                 self.cond.wait(left)
 
+    def wait_count(self, cls: type, n: int, timeout: float = 5.0) -> list[Any]:
+        """Wait until at least ``n`` events of type ``cls`` were emitted; return them."""
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while len(got := [e for e in self.events if isinstance(e, cls)]) < n:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"{len(got)} {cls.__name__} events, wanted {n}")
+                self.cond.wait(left)
+            return got
+
     def of(self, cls: type) -> list[Any]:
         with self.cond:
             return [e for e in self.events if isinstance(e, cls)]
