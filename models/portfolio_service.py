@@ -43,7 +43,7 @@ from models.risk import BrakeEvent, BrakeSnapshot, DrawdownBrake, RiskParams
 ZERO = Decimal(0)
 REPLY = "reply"
 #: Closed reservations' answers kept in a snapshot (the book itself remembers 20 000).
-SNAPSHOT_ANSWERS = 1000
+SNAPSHOT_ANSWERS = 256
 
 
 @dataclass
