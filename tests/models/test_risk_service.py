@@ -352,3 +352,16 @@ def test_halted_spot_take_profit_sell_goes_without_reservation() -> None:
     assert sub.reservation_id == "" and sent(fx, "portfolio") == []
     fx = c.handle(place(key="S1", side=SELL, price="50500", qty="0.02"), T0)  # beyond inventory
     assert sent(fx, "strategy")[0].reason == "INSUFFICIENT_INVENTORY"
+
+
+def test_flatten_position_from_strategy_and_cancels_forwarded() -> None:
+    c = core()
+    assert sent(c.handle(m.FlattenPosition(symbol=SYM), T0), "order", m.SubmitOrder) == []
+    c.handle(fill("S1", SELL, "50000", "0.004", 1), T0)
+    fx = c.handle(m.FlattenPosition(symbol=SYM, reason="strategy exit"), T0)
+    cancel, sub = sent(fx, "order")
+    assert isinstance(cancel, m.CancelAllOrders) and cancel.reason == "strategy exit"
+    assert (sub.side, sub.qty, sub.key, sub.reservation_id) == (BUY, D("0.004"), FLATTEN_KEY, "")
+    one = m.CancelOrder(symbol=SYM, client_order_id=cid("L1"))
+    assert sent(c.handle(one, T0), "order") == [one]
+    assert sent(c.handle(m.CancelAllOrders(symbol=SYM), T0), "order", m.CancelAllOrders)
