@@ -21,7 +21,13 @@ closed, ``StreamDisconnected`` is emitted and a new session is opened after a ``
 delay. On a new session live events are *held back* while ``repair(since_kline_open_ms, gap_ms,
 since_trade_id)`` runs on an executor thread; its events are emitted first, then
 ``Reconnected``, then the held-back live events (closed klines already covered by the repair are
-dropped). One repair covers every connection because they reconnect together.
+dropped). One repair covers every connection because they reconnect together. A failed
+repair is retried in place a few times; then the streams go live anyway (a REST ban must not
+keep the streams down) and ``Reconnected.detail`` says the repair failed.
+
+**Kline gaps.** A closed kline of the repair interval that arrives more than one interval after
+the last one (lost in a stall shorter than the heartbeat timeout, say) ends the session too, so
+the repair fetches the missing bars and the strategy sees every bar once, in order.
 
 **Liveness.** A market connection is alive while frames arrive from the server (data or the
 server's pings: Binance pings every 20 s (spot) / 3 min (futures) and market streams push at
@@ -34,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import random
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -107,7 +114,8 @@ class StreamManager:
                  user_stream: bool = True, venue_client: Any = None,
                  emit: Callable[[m.Message], None], heartbeat_timeout_s: float = 30.0,
                  backoff: Backoff | None = None, conflate_book_ms: int = 250,
-                 keepalive_s: float = 1800.0, repair: RepairFn | None = None) -> None:
+                 keepalive_s: float = 1800.0, repair: RepairFn | None = None,
+                 repair_attempts: int = 3) -> None:
         if heartbeat_timeout_s <= 0:
             raise ValueError("heartbeat_timeout_s must be > 0")
         if user_stream and venue_client is None:
@@ -132,6 +140,7 @@ class StreamManager:
         self.conflate_s = max(0, conflate_book_ms) / 1000.0
         self.keepalive_s = float(keepalive_s)
         self.repair = repair
+        self.repair_attempts = max(1, int(repair_attempts))
 
         #: True while a session is up and repaired.
         self.connected = False
@@ -563,36 +572,75 @@ class StreamManager:
     # -- repair -----------------------------------------------------------------------------------
     async def _repair(self, dropped_at_ms: int, out: list[m.Reconnected]) -> None:
         """Call ``repair`` on an executor thread and emit its events; the ``Reconnected`` to
-        emit next goes to ``out``."""
+        emit next goes to ``out``.
+
+        A failed repair (it raised, or its summary says ``"ok": False``) is retried in place
+        with backoff up to ``repair_attempts`` times while live events stay held. Then the
+        streams go live anyway (REST may be banned for hours; the streams must stay up):
+        ``Reconnected.detail`` says so, the OMS reconciles on ``Reconnected`` (and retries
+        that itself), and kline gap detection restarts from the next live bar."""
         gap_ms = max(0, now_ms() - dropped_at_ms) if dropped_at_ms else 0
         since_k = self.last_kline_open_ms.get(self.repair_interval, 0)
         since_t = self.last_trade_id
-        summary: dict[str, Any] = {}
-        events: list[m.Message] = []
-        if self.repair is not None:
+        n_k = n_t = 0
+        problem = ""
+        if self.repair is None:
+            detail = "no repair configured"
+        else:
             loop = asyncio.get_running_loop()
-            try:
-                events, summary = await loop.run_in_executor(self._pool, self.repair, since_k,
-                                                             gap_ms, since_t)
-            except Exception as e:  # noqa: BLE001 - retry the whole reconnect later
-                raise SessionEnded("repair", f"gap repair failed: {_err(e)}") from e
+            pause = Backoff(0.25, 4.0, rng=random.Random(0))
+            for attempt in range(self.repair_attempts):
+                if attempt:
+                    await asyncio.sleep(pause.next())
+                try:
+                    events, summary = await loop.run_in_executor(
+                        self._pool, self.repair, self.last_kline_open_ms.get(
+                            self.repair_interval, 0), gap_ms, self.last_trade_id)
+                except Exception as e:  # noqa: BLE001 - reported; retried below
+                    problem = f"gap repair failed: {_err(e)}"
+                else:
+                    k, t = self._emit_repaired(events)
+                    n_k, n_t = n_k + k, max(n_t, t)
+                    problem = "" if summary.get("ok", True) else "gap repair incomplete"
+                if not problem:
+                    break
+                _log("STREAM_REPAIR_FAILED", problem, symbol=self.symbol, attempt=attempt + 1)
+            detail = f"since kline {since_k} ({self.repair_interval}), since trade {since_t}"
+            if problem:
+                detail = f"{detail}; {problem} after {self.repair_attempts} attempts"
+                # Accept the next live bar as it comes: a hole REST cannot fill now must not
+                # make every following bar look like a gap.
+                self.last_kline_open_ms.pop(self.repair_interval, None)
+        out.append(m.Reconnected(symbol=self.symbol, ts_event_ns=now_ns(), gap_ms=int(gap_ms),
+                                 klines_repaired=n_k, trades_repaired=n_t, detail=detail))
+
+    def _emit_repaired(self, events: list[m.Message]) -> tuple[int, int]:
+        """Emit a repair's events (klines already delivered are dropped); (klines, trades)."""
+        n_k = n_t = 0
         for ev in events:
             if isinstance(ev, m.KlineClosed):
                 if ev.open_time_ms <= self.last_kline_open_ms.get(ev.interval, -1):
                     continue
                 self.last_kline_open_ms[ev.interval] = ev.open_time_ms
+                n_k += 1
             elif isinstance(ev, m.ExchangeSnapshotReceived) and ev.trades:
                 self.last_trade_id = max(self.last_trade_id,
                                          max(t.trade_id for t in ev.trades))
+                n_t += len(ev.trades)
             elif isinstance(ev, m.OrderFilled):
                 self.last_trade_id = max(self.last_trade_id, ev.trade_id)
+                n_t += 1
             self._safe_emit(ev)
-        detail = (f"since kline {since_k} ({self.repair_interval}), since trade {since_t}"
-                  if self.repair is not None else "no repair configured")
-        out.append(m.Reconnected(
-            symbol=self.symbol, ts_event_ns=now_ns(), gap_ms=int(gap_ms),
-            klines_repaired=int(summary.get("klines", 0)),
-            trades_repaired=int(summary.get("trades", 0)), detail=detail))
+        return n_k, n_t
+
+
+def _log(event: str, msg: str, **ctx: Any) -> None:
+    try:
+        from supervision.logs import log_event
+
+        log_event(event, msg, level="WARNING", **ctx)
+    except Exception:  # noqa: BLE001 - logging must never break the stream thread
+        pass
 
 
 def _failed_name(conns: list[_Conn]) -> str:

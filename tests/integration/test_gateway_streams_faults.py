@@ -217,7 +217,7 @@ def test_keepalive_and_its_failure() -> None:
             sm.stop()
 
 
-def test_force_reconnect_and_failed_repair_is_retried() -> None:
+def test_force_reconnect_and_failed_repair_is_retried_in_place() -> None:
     with _sim(Market.SPOT) as sim:
         rec = Recorder()
         repair = RestRepair(sim, Market.SPOT)
@@ -228,11 +228,41 @@ def test_force_reconnect_and_failed_repair_is_retried() -> None:
             repair.fail = 2
             sm.force_reconnect()
             rc = rec.wait_for(is_(m.Reconnected))
-            assert len(repair.calls) == 3
-            errs = [e for e in rec.of(m.StreamDisconnected) if e.stream == "repair"]
-            assert len(errs) == 2 and "REST down" in errs[0].detail
-            assert rec.index(rc) > rec.index(errs[-1])
-            assert sm.connected and sm.reconnects == 3
+            assert len(repair.calls) == 3  # two failures, then success on the same session
+            assert "failed" not in rc.detail
+            dis = rec.of(m.StreamDisconnected)
+            assert len(dis) == 1 and dis[0].detail == "forced reconnect"
+            assert sm.connected and sm.reconnects == 1
         finally:
             sm.stop()
         assert not sm.connected
+
+
+def test_streams_go_live_when_rest_cannot_repair() -> None:
+    """REST down (e.g. banned) must not keep the streams down: after the attempts the session
+    goes live, says so, and later bars flow without being mistaken for gaps."""
+    with _sim(Market.SPOT) as sim:
+        rec = Recorder()
+        repair = RestRepair(sim, Market.SPOT)
+        sm = manager(sim, Market.SPOT, rec, repair=repair, repair_attempts=2)
+        sm.start()
+        try:
+            assert sm.wait_connected(5)
+            sim.advance(1)
+            k0 = rec.wait_for(is_(m.KlineClosed))
+            repair.fail = 99
+            sm.venue_client.blocked = True
+            sim.fault(type="drop_ws")
+            rec.wait_for(is_(m.StreamDisconnected))
+            sim.advance(2)  # two bars nobody can fetch
+            sm.venue_client.blocked = False
+            rc = rec.wait_for(is_(m.Reconnected))
+            assert "gap repair failed" in rc.detail and rc.klines_repaired == 0
+            assert len(repair.calls) == 2 and sm.connected
+            n = len(rec.events)
+            resync(sm.venue_client.client)
+            sim.advance(2)
+            rec.wait_for(is_(m.KlineClosed, open_time_ms=k0.open_time_ms + 4 * 60_000))
+            assert not [e for e in rec.events[n:] if isinstance(e, m.StreamDisconnected)]
+        finally:
+            sm.stop()
