@@ -34,7 +34,7 @@ ROUTES: dict[type, tuple[str, ...]] = {
     m.OrderModifyRejected: ("order",), m.OrderCancelRejected: ("order",),
     m.OrderOutcomeUnknown: ("order",), m.OrderStatusReported: ("order",),
     m.ExchangeSnapshotReceived: ("order",), m.Reconnected: ("order",),
-    m.KlineClosed: ("strategy",), m.BookUpdated: ("strategy",),
+    m.KlineClosed: ("strategy", "risk"), m.BookUpdated: ("strategy",),
     m.HistoryLoaded: ("strategy",),
     m.MarkPriceUpdated: ("risk",), m.FundingRateUpdated: ("strategy",),
     m.FundingPaid: ("risk",), m.PositionUpdated: ("risk",),

@@ -189,6 +189,12 @@ class StrategyActor(GridActor):
         self.runner.on_drawdown(msg)
         self.persist()
 
+    def receiveMsg_TradingStateChanged(self, msg: m.TradingStateChanged,
+                                       sender: ActorAddress) -> None:
+        assert self.runner is not None
+        self.runner.on_trading_state(msg)
+        self.persist()
+
     def receiveMsg_StopTrading(self, msg: m.StopTrading, sender: ActorAddress) -> None:
         """No new orders from this instant (the OMS cancels and flattens)."""
         assert self.runner is not None

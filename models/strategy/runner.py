@@ -20,7 +20,7 @@ from typing import Any
 import msgspec
 
 from models import messages as m
-from models.enums import Market, OrderType, Side, TimeInForce
+from models.enums import Market, OrderType, Side, TimeInForce, TradingState
 from models.filters import SymbolFilters
 from models.strategy import Strategy, make_strategy, restore_strategy
 from models.strategy.params import StrategyParams
@@ -59,6 +59,7 @@ class RunnerState(msgspec.Struct, kw_only=True):
     size_factor: float = 1.0
     tp_factor: float = 1.0
     entries_allowed: bool = True
+    trading_active: bool = True
     min_entry_conviction: float = 0.0
     denials: int = 0
 
@@ -170,6 +171,10 @@ class StrategyRunner:
         st.entries_allowed = not d.halted
         st.min_entry_conviction = d.min_entry_conviction if d.safe_mode else 0.0
 
+    def on_trading_state(self, t: m.TradingStateChanged) -> None:
+        """Portfolio trading state: entries only while ACTIVE (REDUCING/HALTED: exits only)."""
+        self.st.trading_active = t.state is TradingState.ACTIVE
+
     def on_stop(self) -> None:
         self.st.stopping = True
 
@@ -215,7 +220,7 @@ class StrategyRunner:
         lev = 1.0 if self.market is Market.SPOT else st.leverage_cap
         budget = st.equity * self.weight * lev * self.utilization
         return RiskInputs(size_factor=st.size_factor, tp_factor=st.tp_factor,
-                          entries_allowed=st.entries_allowed,
+                          entries_allowed=st.entries_allowed and st.trading_active,
                           min_entry_conviction=st.min_entry_conviction,
                           max_long_notional=budget,
                           max_short_notional=0.0 if self.market is Market.SPOT else budget,

@@ -137,3 +137,15 @@ def test_klines_helper_is_deterministic() -> None:
     a, b = klines(50), klines(50)
     assert [k.close for k in a] == [k.close for k in b]
     assert np.all(np.diff([k.open_time_ms for k in a]) == 60_000)
+
+
+def test_reducing_or_halted_portfolio_blocks_entries() -> None:
+    from models.enums import TradingState
+
+    ks = klines(WARM + 2)
+    r = runner()
+    ready(r, ks[:WARM])
+    r.on_trading_state(m.TradingStateChanged(symbol="", state=TradingState.REDUCING))
+    assert not [p for p in places(r.on_kline(ks[WARM])[1]) if p.kind == "ENTRY"]
+    r.on_trading_state(m.TradingStateChanged(symbol="", state=TradingState.ACTIVE))
+    assert [p for p in places(r.on_kline(ks[WARM + 1])[1]) if p.kind == "ENTRY"]
