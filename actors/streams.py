@@ -82,6 +82,14 @@ class SessionEnded(Exception):
         self.detail = detail
 
 
+class _WsApiError(ConnectionError):
+    """The WS-API answered a request with an error."""
+
+    def __init__(self, code: Any, msg: str) -> None:
+        super().__init__(msg)
+        self.code = code
+
+
 @dataclass(eq=False)
 class _Conn:
     """One WebSocket of a session."""
@@ -383,7 +391,18 @@ class StreamManager:
             await asyncio.wait_for(self._ws_api_subscribe(c), timeout)
 
     async def _ws_api_subscribe(self, c: _Conn) -> None:
-        """Spot: ``userDataStream.subscribe.signature`` on the WS-API connection."""
+        """Spot: ``userDataStream.subscribe.signature`` on the WS-API connection; a -1021
+        (timestamp outside recvWindow) answer re-syncs the venue client's clock once."""
+        try:
+            await self._ws_api_subscribe_once(c)
+        except _WsApiError as e:
+            sync = getattr(self.venue_client, "sync_time", None)
+            if e.code != -1021 or sync is None:
+                raise
+            await asyncio.get_running_loop().run_in_executor(self._pool, sync)
+            await self._ws_api_subscribe_once(c)
+
+    async def _ws_api_subscribe_once(self, c: _Conn) -> None:
         assert c.ws is not None
         loop = asyncio.get_running_loop()
         params = await loop.run_in_executor(self._pool, self.venue_client.signed_ws_params, {})
@@ -402,8 +421,8 @@ class StreamManager:
             if isinstance(d, dict) and d.get("id") == rid:
                 if d.get("status") != 200:
                     err = d.get("error") or {}
-                    raise ConnectionError(f"subscribe refused: {err.get('code')} "
-                                          f"{err.get('msg')}")
+                    raise _WsApiError(err.get("code"), f"subscribe refused: {err.get('code')} "
+                                                       f"{err.get('msg')}")
                 return
 
     async def _close(self, c: _Conn) -> None:
