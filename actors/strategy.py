@@ -80,7 +80,8 @@ class StrategyActor(GridActor):
         p = self.config.strategy
         need_min = max(p.warmup_minutes, p.normalisation_window_minutes, p.rv_long_minutes,
                        p.volume_window_minutes, p.trend_interval_minutes * 3 * p.adx_period)
-        need = need_min * 60_000 // self.base_ms + 20
+        # + the entry filter's minimum history, so entries can start right after warm-up
+        need = need_min * 60_000 // self.base_ms + p.conviction_filter.min_history_bars + 20
         start, limit = 0, need  # the latest `need` closed bars
         if last >= 0:
             missed = (now_ms() - last) // self.base_ms
