@@ -203,6 +203,31 @@ class StreamManager:
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(self._end_session, "all", "forced reconnect")
 
+    def note_trade_id(self, trade_id: int) -> None:
+        """Tell the manager a trade id known elsewhere (the OMS's last applied trade, a
+        reconciliation snapshot) so the next repair does not start before it."""
+        self._on_loop(self._note_trade, int(trade_id))
+
+    def note_kline_closed(self, interval: str, open_time_ms: int) -> None:
+        """Tell the manager a closed bar the strategy already has (e.g. the last bar of a
+        ``HistoryLoaded``) so the next repair starts after it."""
+        self._on_loop(self._note_kline, interval, int(open_time_ms))
+
+    def _on_loop(self, fn: Callable[..., None], *args: Any) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(fn, *args)
+                return
+        fn(*args)
+
+    def _note_trade(self, trade_id: int) -> None:
+        self.last_trade_id = max(self.last_trade_id, trade_id)
+
+    def _note_kline(self, interval: str, open_time_ms: int) -> None:
+        if open_time_ms > self.last_kline_open_ms.get(interval, -1):
+            self.last_kline_open_ms[interval] = open_time_ms
+
     def wait_connected(self, timeout: float | None = None) -> bool:
         """Block until the first (or current) session is up; False on timeout."""
         return self._connected_evt.wait(timeout)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from sim_harness import SYM, Sim, flat, resync
+from sim_harness import SYM, T0, M, Sim, flat, resync
 from stream_helpers import Recorder, RestRepair, is_, manager
 
 from models import messages as m
@@ -225,10 +225,15 @@ def test_force_reconnect_and_failed_repair_is_retried_in_place() -> None:
         sm.start()
         try:
             assert sm.wait_connected(5)
+            # what the gateway learns elsewhere (OMS's last trade, history's last bar)
+            sm.note_trade_id(41)
+            sm.note_trade_id(7)  # never moves back
+            sm.note_kline_closed("1m", T0 + 3 * M)
             repair.fail = 2
             sm.force_reconnect()
             rc = rec.wait_for(is_(m.Reconnected))
             assert len(repair.calls) == 3  # two failures, then success on the same session
+            assert repair.calls[0][0] == T0 + 3 * M and repair.calls[0][2] == 41
             assert "failed" not in rc.detail
             dis = rec.of(m.StreamDisconnected)
             assert len(dis) == 1 and dis[0].detail == "forced reconnect"
