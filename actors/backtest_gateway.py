@@ -249,9 +249,15 @@ class BacktestVenue:
                     symbol=symbol, ts_event_ns=ts,
                     funding_rate=nxt[1] if nxt else ZERO,
                     next_funding_time_ms=nxt[0] if nxt else 0))
-            q = max(float(f.filters.min_qty), f.last_volume / 40.0)
-            out.append(m.BookUpdated(symbol=symbol, ts_event_ns=ts, bid=c, bid_qty=q,
-                                     ask=float(close_d + tick), ask_qty=q))
+            # the embedded exchange's book at the bar close: best bid = the last trade price
+            # visible then (the open of the next bar when it starts now), ask one tick above,
+            # quantity 1/40 of the bar's volume on the step grid, at least the minimum
+            bid = to_dec(fb.open[i + 1], tick) if i + 1 < n and \
+                int(fb.open_time[i + 1]) == ot + iv else close_d
+            vol = f.filters.round_qty(to_dec(f.last_volume) / 40) if f.last_volume else ZERO
+            q = float(max(vol, f.filters.min_qty))
+            out.append(m.BookUpdated(symbol=symbol, ts_event_ns=ts, bid=float(bid), bid_qty=q,
+                                     ask=float(bid + tick), ask_qty=q))
             self._funding(f, ot + iv, out)
             self._klines(f, ot + iv, out)
         self._funding(f, until_ms, out)
