@@ -493,9 +493,11 @@ def run_backtest(opts: BacktestOptions,
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
     # logging: the run's JSON log plus an in-memory capture of the events we need
+    # one file for the whole run (no rotation: the report reads it after the run)
     configure_logging(out if (out is not None and opts.log_file) else None,
                       level=cfg.logging.level, stderr=True,
-                      stderr_level="ERROR" if opts.progress else "WARNING")
+                      stderr_level="ERROR" if opts.progress else "WARNING",
+                      rotation=10**15)
     cap = _Capture()
     cap_id = logger.add(cap, level="INFO", format="{message}")
     thes_log = logging.getLogger("Thespian")
