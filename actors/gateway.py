@@ -149,6 +149,13 @@ class GatewayActor(GridActor):
             backoff=Backoff(g.reconnect_backoff_initial_s, g.reconnect_backoff_max_s),
             conflate_book_ms=g.book_conflation_ms, repair=self._repair)
         self._streams.start()
+        # serve the OMS's reconciliation only once the user stream is subscribed, so no fill
+        # can fall between the REST snapshot and the first live event
+        if not self._streams.wait_connected(max(10.0, g.heartbeat_timeout_s)):
+            from supervision.logs import log_event
+
+            log_event("STREAMS_NOT_CONNECTED", "streams not up yet; reconciling anyway (the "
+                      "first reconnect repairs the gap)", level="WARNING", symbol=self.symbol)
 
     def on_stop(self) -> None:
         self._stopping.set()
@@ -277,6 +284,8 @@ class GatewayActor(GridActor):
         """The exchange's view for the OMS; retried until it succeeds (no trading before)."""
         from actors import gateway_ops
 
+        if self._streams is not None:
+            self._streams.note_trade_id(msg.since_trade_id)
         while not self._stopping.is_set():
             events = gateway_ops.reconciliation(self._client, self.market, self.symbol,
                                                 msg.since_trade_id)
@@ -291,7 +300,10 @@ class GatewayActor(GridActor):
     def _do_history(self, msg: m.RequestHistory) -> None:
         from actors import gateway_ops
 
-        self._emit(gateway_ops.history(self._client, self.symbol, msg))
+        loaded = gateway_ops.history(self._client, self.symbol, msg)
+        if self._streams is not None and loaded.klines:
+            self._streams.note_kline_closed(msg.interval, loaded.klines[-1].open_time_ms)
+        self._emit(loaded)
 
     def _account_events(self) -> list[m.Message]:
         from actors import gateway_ops
