@@ -240,11 +240,19 @@ def _load_bars(opts: BacktestOptions, sym: str, iv: str, h0: int, end: int, star
     try:
         return md.load_klines(sym, opts.market, iv, h0, end, data_dir=opts.data_dir)
     except md.DataError as first:
+        # less history than wanted: start where the data covering the run begins
+        lo = start
         try:
-            bars = md.load_klines(sym, opts.market, iv, start, end, data_dir=opts.data_dir)
+            for s0, e0 in md.coverage(sym, opts.market, iv, opts.data_dir):
+                if s0 <= start and e0 >= end:
+                    lo = max(h0, s0)
+        except md.DataError:
+            pass
+        try:
+            bars = md.load_klines(sym, opts.market, iv, lo, end, data_dir=opts.data_dir)
         except md.DataError:
             raise BacktestError(str(first)) from first
-        notes.append(f"{sym}: no {iv} history before {md.fmt_ms(start)} in the data")
+        notes.append(f"{sym}: {iv} history only from {md.fmt_ms(lo)} in the data")
         return bars
 
 
