@@ -164,7 +164,8 @@ def history_need_ms(cfg: Config) -> int:
     need_min = max(p.warmup_minutes, p.normalisation_window_minutes, p.rv_long_minutes,
                    p.volume_window_minutes, p.trend_interval_minutes * 3 * p.adx_period)
     _iv, base_ms = base_interval(cfg)
-    return (need_min * 60_000 // base_ms + 40) * base_ms
+    bars = need_min * 60_000 // base_ms + p.conviction_filter.min_history_bars + 40
+    return bars * base_ms
 
 
 # --------------------------------------------------------------------------------------------
