@@ -36,11 +36,12 @@ SYM = "BTCUSDT"
 
 pytestmark = [
     pytest.mark.skipif(DATA is None, reason="no market data directory"),
-    # Passes against the current live path; not strict because the live gateway's files were
-    # still being finished when this was written and the bar-by-bar lockstep with the
-    # multi-process bot relies on its log going quiet (timing on a loaded CI box).
-    pytest.mark.xfail(strict=False, reason="live gateway in progress; lockstep relies on log "
-                      "quiescence timing"),
+    # Passed against the current live path when the bot's bookTicker update of a bar close
+    # reached the strategy before that bar's kline; the two come on separate WebSocket streams
+    # of the embedded exchange, so live the order is a race (the planner's reference price
+    # uses the book). The backtest always delivers the book first. Not strict until the live
+    # gateway orders them (or the strategy plans from the kline close only).
+    pytest.mark.xfail(strict=False, reason="live: kline vs bookTicker arrival order is a race"),
 ]
 
 
