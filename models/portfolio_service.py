@@ -39,6 +39,7 @@ from models.enums import Market, Side, TradingState
 from models.pnl import EquityTracker, SymbolPnl
 from models.portfolio import BookState, Denial, ReservationBook, StateChange, TradingCommand
 from models.risk import BrakeEvent, BrakeSnapshot, DrawdownBrake, RiskParams
+from models.risk_service import fmt_money
 
 ZERO = Decimal(0)
 REPLY = "reply"
@@ -411,10 +412,10 @@ class PortfolioCore:
             p = self._pnl().get(s)
             if p is None:
                 continue
-            out[s] = {"qty": str(p.qty), "entry_price": str(p.avg_entry),
-                      "mark_price": str(p.mark), "unrealized_pnl": str(p.unrealized),
-                      "realized_pnl": str(p.realized_gross - p.fees + p.funding),
-                      "fees": str(p.fees), "funding": str(p.funding),
+            out[s] = {"qty": fmt_money(p.qty), "entry_price": fmt_money(p.avg_entry),
+                      "mark_price": fmt_money(p.mark), "unrealized_pnl": fmt_money(p.unrealized),
+                      "realized_pnl": fmt_money(p.realized_gross - p.fees + p.funding),
+                      "fees": fmt_money(p.fees), "funding": fmt_money(p.funding),
                       "trades": str(self.s.trades.get(s, 0))}
         return out
 
@@ -430,9 +431,9 @@ class PortfolioCore:
         """Fields for ``run.py status``."""
         st = self.brake.state()
         return {
-            "equity": str(self.equity()), "peak_equity": str(self.peak()),
+            "equity": fmt_money(self.equity()), "peak_equity": fmt_money(self.peak()),
             "initial_equity": None if self.s.initial_equity is None
-            else str(self.s.initial_equity),
+            else fmt_money(self.s.initial_equity),
             "drawdown": round(self.drawdown(), 6), "drawdown_level": st.level,
             "leverage": round(self.book.leverage(), 4),
             "worst_case_leverage": round(self.book.worst_case_leverage(), 4),

@@ -105,6 +105,13 @@ class PendingRequest(msgspec.Struct, kw_only=True):
     conviction: float = 0.0
 
 
+
+def fmt_money(d: Decimal) -> str:
+    """A Decimal for status output: at most 8 decimals, no trailing zeros, never exponents."""
+    q = f"{d.quantize(Decimal('1e-8')):f}"
+    return q.rstrip("0").rstrip(".") if "." in q else q
+
+
 class RiskState(msgspec.Struct, kw_only=True):
     """Persistent state of a ``SymbolRiskCore`` (msgpack snapshot)."""
 
@@ -716,9 +723,10 @@ class SymbolRiskCore:
         eq = self.s.equity
         b = self.brake()
         return {
-            "position": str(lg.qty), "entry_price": str(lg.avg_entry), "mark_price": str(mark),
-            "unrealized_pnl": str(lg.unrealized(mark)), "realized_pnl": str(lg.realized_net),
-            "fees": str(lg.fees), "funding": str(lg.funding), "equity": str(eq),
+            "position": fmt_money(lg.qty), "entry_price": fmt_money(lg.avg_entry),
+            "mark_price": fmt_money(mark), "unrealized_pnl": fmt_money(lg.unrealized(mark)),
+            "realized_pnl": fmt_money(lg.realized_net), "fees": fmt_money(lg.fees),
+            "funding": fmt_money(lg.funding), "equity": fmt_money(eq),
             "leverage": round(float(abs(lg.qty * mark) / eq), 4) if eq > ZERO else 0.0,
             "leverage_cap": b.leverage_cap, "drawdown_level": b.level,
             "drawdown": round(b.drawdown, 6), "trading_state": self.s.trading_state.value,

@@ -270,7 +270,7 @@ def test_round_trip_pnl_to_the_cent_with_fees_and_funding_once() -> None:
     rep = sent(fx, "portfolio", m.PositionReported)[0]
     assert rep.qty == 0 and rep.realized_pnl == D("10.000") and rep.funding == D("-0.50")
     st = c.status()
-    assert st["realized_pnl"] == "9.096" and st["position"] == "0.000"
+    assert st["realized_pnl"] == "9.096" and st["position"] == "0"
 
 
 def test_position_mismatch_logged_after_grace_once() -> None:
