@@ -327,12 +327,12 @@ class AccountEvent:
     """A balance/position update (outboundAccountPosition / ACCOUNT_UPDATE).
 
     Spot: ``balances`` = {asset: (free, locked)} of the assets touched, ``positions`` empty.
-    Futures: ``balances`` = {"USDT": (wallet balance, cross wallet balance)}, ``positions`` the
-    positions touched."""
+    Futures: ``balances`` = {"USDT": (wallet balance, cross wallet balance[, balance change])},
+    ``positions`` the positions touched (the balance change is set on FUNDING_FEE)."""
 
     account: str
     reason: str
-    balances: dict[str, tuple[Decimal, Decimal]]
+    balances: dict[str, tuple[Decimal, ...]]
     positions: list[PositionView]
     time_ms: int
 
@@ -1566,7 +1566,11 @@ class Engine:
             acct.wallet += amount
             self._add_income(acct, symbol, "FUNDING_FEE", amount, ts_ms)
             self._epoch += 1
-            events.append(self._aev(acct, book, "FUNDING_FEE", ts_ms))
+            ev = self._aev(acct, book, "FUNDING_FEE", ts_ms)
+            # balance change "bc" of ACCOUNT_UPDATE carries the funding amount (as Binance)
+            events.append(AccountEvent(ev.account, ev.reason,
+                                       {"USDT": (acct.wallet, acct.wallet, amount)},
+                                       ev.positions, ev.time_ms))
             self._liq_check(acct, symbol, ts_ms, events)
         return events
 

@@ -106,6 +106,9 @@ def test_funding_sign() -> None:
     (ra,) = e.income("a", income_type="FUNDING_FEE")
     (rb,) = e.income("b", income_type="FUNDING_FEE")
     assert (ra.income, rb.income) == (D("-0.03"), D("0.03"))
+    # the ACCOUNT_UPDATE balance change ("bc") carries the funding amount
+    bc = {x.account: x.balances["USDT"][2] for x in ev if isinstance(x, AccountEvent)}
+    assert bc == {"a": D("-0.03"), "b": D("0.03")}
     e.apply_funding(S, D("-0.0002"), 16 * 3600_000)
     assert e.income("a", income_type="FUNDING_FEE")[-1].income == D("0.06")
 
