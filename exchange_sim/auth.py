@@ -89,8 +89,14 @@ def check_api_key(keys: dict[str, str], api_key: str | None) -> str:
     return secret
 
 
-def check_timestamp(params: dict[str, str], now_ms: int, max_recv_window_ms: int = 60000) -> None:
-    """Enforce Binance's timestamp/recvWindow rule against the (sim) server time."""
+def check_timestamp(params: dict[str, str], now_ms: int, max_recv_window_ms: int = 60000,
+                    time_scale: float | None = 1.0) -> None:
+    """Enforce Binance's timestamp/recvWindow rule against the (sim) server time.
+
+    ``time_scale`` is the replay speed when sim time runs faster than the wall clock: a client
+    that synced its offset once cannot follow a clock running 60x, so both tolerances are
+    widened by that factor (1 or paused: exactly Binance's rule; None, speed "max": sim time
+    only moves with the replay, the window is not checked)."""
     ts_raw = params.get("timestamp")
     if ts_raw is None or ts_raw == "":
         raise ApiError(400, MISSING_PARAM,
@@ -108,8 +114,11 @@ def check_timestamp(params: dict[str, str], now_ms: int, max_recv_window_ms: int
         raise ApiError(400, -1100, "Illegal characters found in parameter 'recvWindow'.") from None
     if rw <= 0 or rw > max_recv_window_ms:
         raise ApiError(400, -1131, "recvWindow must be less than 60000")
-    if ts - now_ms > 1000:
+    if time_scale is None:
+        return
+    k = max(1.0, time_scale)
+    if ts - now_ms > 1000 * k:
         raise ApiError(400, -1021, "Timestamp for this request was 1000ms ahead of the server's "
                                    "time.")
-    if now_ms - ts > rw:
+    if now_ms - ts > rw * k:
         raise ApiError(400, -1021, "Timestamp for this request is outside of the recvWindow.")

@@ -524,7 +524,9 @@ class SimServer:
             headers = self.limiters[market].admit(req.ip, weight, req.account, rt.is_order)
             if rt.security == SIGNED:
                 verify(secret, raw_query, raw_body)
-                check_timestamp(params, req.now, self.config.max_recv_window_ms)
+                spd = self.clock.speed
+                check_timestamp(params, req.now, self.config.max_recv_window_ms,
+                                None if spd == "max" else float(spd))
             fault = self.faults.take_order_5xx() if rt.order_request else None
             if fault is not None and fault[0] == "before":
                 self._log_fault_hit("order_5xx_before", request)

@@ -82,3 +82,15 @@ def test_missing_timestamp() -> None:
     with pytest.raises(ApiError) as e:
         check_timestamp({}, 10_000)
     assert e.value.code == -1102
+
+
+def test_timestamp_window_scales_with_replay_speed() -> None:
+    from exchange_sim.auth import ApiError, check_timestamp
+
+    params = {"timestamp": "1000000", "recvWindow": "5000"}
+    with pytest.raises(ApiError):
+        check_timestamp(params, 1_000_000 + 5_001)  # speed 1: Binance's rule
+    check_timestamp(params, 1_000_000 + 5_001, time_scale=60.0)  # 60x: 300 s of sim time
+    with pytest.raises(ApiError):
+        check_timestamp(params, 1_000_000 + 300_001, time_scale=60.0)
+    check_timestamp(params, 1_000_000 + 10**9, time_scale=None)  # speed max: not checked
