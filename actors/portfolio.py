@@ -9,13 +9,12 @@ Peers are wired by the root supervisor as ``"<SYMBOL>.<role>"`` (plus ``"root"``
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from thespian.actors import ActorAddress, WakeupMessage
 
 from actors.base import GridActor
-from actors.clock import now_ms
+from actors.clock import now_ms, now_ns
 from models import messages as m
 from models.portfolio_service import (
     REPLY,
@@ -36,7 +35,7 @@ class PortfolioActor(GridActor):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.core: PortfolioCore | None = None
-        self._tick_due: float | None = None  # monotonic time of the armed timer
+        self._tick_due: float | None = None  # clock time (s) of the armed timer
 
     # -- lifecycle ------------------------------------------------------------------------------
     def snapshot(self) -> bytes:
@@ -78,7 +77,7 @@ class PortfolioActor(GridActor):
             else:
                 self.tell_peer(role, msg)
         if fx.wake_after_s is not None:
-            due = time.monotonic() + fx.wake_after_s
+            due = now_ns() / 1e9 + fx.wake_after_s
             if self._tick_due is None or due < self._tick_due:
                 self._tick_due = due
                 self.wakeupAfter(fx.wake_after_s, payload=(TICK_TOKEN,))
@@ -103,6 +102,6 @@ class PortfolioActor(GridActor):
         if not (isinstance(payload, tuple) and payload and payload[0] == TICK_TOKEN):
             return
         assert self.core is not None
-        if self._tick_due is not None and time.monotonic() >= self._tick_due - 0.01:
+        if self._tick_due is not None and now_ns() / 1e9 >= self._tick_due - 0.01:
             self._tick_due = None
         self._apply(self.core.tick(now_ms()))

@@ -392,21 +392,6 @@ class SimWakeups:
         return n
 
 
-class _SimMonotonic:
-    """Stand-in for the ``time`` module inside actor modules that read ``time.monotonic()``
-    for timer bookkeeping: in a backtest their timers run on the sim clock, so must that."""
-
-    def __init__(self, real: Any, clk: aclock.SimClock) -> None:
-        self._real = real
-        self._clock = clk
-
-    def monotonic(self) -> float:
-        return self._clock.ns / 1e9
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._real, name)
-
-
 class _Capture:
     """loguru sink keeping the events the CSVs and the result need (as their JSON lines)."""
 
@@ -516,10 +501,6 @@ def run_backtest(opts: BacktestOptions,
                                 dir="/dev/shm" if Path("/dev/shm").is_dir() else None))
     clk = aclock.SimClock(opts.start_ms * NS)
     aclock.set_clock(clk)
-    import actors.portfolio as pf_mod
-    real_time = getattr(pf_mod, "time", None)
-    if real_time is not None:
-        pf_mod.time = _SimMonotonic(real_time, clk)  # type: ignore[assignment]
     venue = BacktestVenue(feeds, engines, opts.start_ms)
     vid = register_venue(venue)
     asys = ActorSystem("simpleSystemBase", logDefs=False, transientUnique=True)
@@ -563,8 +544,6 @@ def run_backtest(opts: BacktestOptions,
             asys.shutdown()
         finally:
             aclock.set_clock(None)
-            if real_time is not None:
-                pf_mod.time = real_time  # type: ignore[assignment]
             unregister_venue(vid)
             thes_log.removeHandler(thes_err)
             logger.complete()
