@@ -60,12 +60,18 @@ def default_params() -> dict[str, Any]:
     }
 
 
-def _percentile(sorted_vals: list[float], q: float) -> float:
-    """Nearest-rank percentile of an ascending list (q in [0, 100])."""
-    if not sorted_vals:
-        return float("nan")
-    k = max(0, min(len(sorted_vals) - 1, int(round(q / 100.0 * len(sorted_vals) + 0.5)) - 1))
-    return sorted_vals[k]
+def _synthetic_rows(start_ms: int, count: int, seed: int) -> list[m.KlineRow]:
+    """Deterministic 5m bars around 85,000 (0.2 % steps)."""
+    rng = random.Random(seed)
+    out = []
+    close = 85_000.0
+    for i in range(count):
+        o = close
+        close = o * (1.0 + rng.gauss(0.0, 0.002))
+        hi, lo = max(o, close) * 1.0005, min(o, close) * 0.9995
+        ot = start_ms + i * BAR_MS
+        out.append(m.KlineRow(ot, ot + BAR_MS - 1, o, hi, lo, close, 100.0 + 50 * rng.random()))
+    return out
 
 
 class _Emitted:
@@ -104,6 +110,7 @@ class LatencyGateway(GatewayActor):
         self.counts: dict[str, int] = {"SendOrder": 0, "SendModify": 0, "SendCancel": 0,
                                        "QueryOrder": 0}
         self.unmatched = 0
+        self.data_source = ""
 
     # -- lifecycle ------------------------------------------------------------------------------
     def on_start(self) -> None:
@@ -119,19 +126,25 @@ class LatencyGateway(GatewayActor):
         self._load_bars()
 
     def _load_bars(self) -> None:
-        from exchange_sim.marketdata import load_klines
+        from exchange_sim.marketdata import DataError, load_klines
 
         p = self.params
         first = int(p["first_bar_ms"])
         hist = int(p["history_bars"])
         n_live = int(p["n"]) + int(p["warmup"]) + int(p["max_pre_events"]) + 10
-        bars = load_klines(str(p["symbol_data"]), Market.FUTURES, "5m",
-                           first - hist * BAR_MS, first + n_live * BAR_MS,
-                           Path(p["data_dir"]) if p["data_dir"] else None)
-        rows = [m.KlineRow(int(ot), int(ot) + BAR_MS - 1, float(o), float(h), float(lo),
-                           float(c), float(v))
-                for ot, o, h, lo, c, v in zip(bars.open_time, bars.open, bars.high, bars.low,
-                                              bars.close, bars.volume, strict=True)]
+        try:
+            bars = load_klines(str(p["symbol_data"]), Market.FUTURES, "5m",
+                               first - hist * BAR_MS, first + n_live * BAR_MS,
+                               Path(p["data_dir"]) if p["data_dir"] else None)
+            rows = [m.KlineRow(int(ot), int(ot) + BAR_MS - 1, float(o), float(h), float(lo),
+                               float(c), float(v))
+                    for ot, o, h, lo, c, v in zip(bars.open_time, bars.open, bars.high,
+                                                  bars.low, bars.close, bars.volume,
+                                                  strict=True)]
+            self.data_source = f"{p['symbol_data']} futures 5m (real)"
+        except DataError:  # no market data on this machine: a seeded random walk
+            rows = _synthetic_rows(first - hist * BAR_MS, hist + n_live, int(p["seed"]))
+            self.data_source = "synthetic random walk"
         self.history = [r for r in rows if r.open_time_ms < first]
         self.bars = [r for r in rows if r.open_time_ms >= first]
 
@@ -298,7 +311,7 @@ class LatencyGateway(GatewayActor):
             "warm_after_events": (self.measure_from - 1 - int(self.params["warmup"]))
             if self.measure_from is not None else None,
             "answered_events": sum(1 for e in self.emitted.values() if e.measured and e.answered),
-            "counts": self.counts, "unmatched": self.unmatched,
+            "counts": self.counts, "unmatched": self.unmatched, "data": self.data_source,
             "samples": self.samples, "pid": os.getpid(),
         }
         path = self.state_dir / RESULT_FILE

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
 import statistics
 import sys
@@ -44,12 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.latency_actors import (  # noqa: E402
-    PARAMS_FILE,
-    RESULT_FILE,
-    _percentile,
-    default_params,
-)
+from bench.latency_actors import PARAMS_FILE, RESULT_FILE, default_params  # noqa: E402
 
 SYMBOL = "BTCUSDT"
 GATEWAY = "bench.latency_actors.LatencyGateway"
@@ -59,6 +55,12 @@ TRACING_STRATEGY = "bench.latency_actors.TracingStrategy"
 REAL = {"order": "actors.order.OrderActor", "risk": "actors.risk.RiskActor",
         "portfolio": "actors.portfolio.PortfolioActor",
         "strategy": "actors.strategy.StrategyActor"}
+
+
+def percentile(sorted_vals: list[float], q: float) -> float:
+    """Nearest-rank percentile of an ascending, non-empty list (q in (0, 100])."""
+    k = min(len(sorted_vals), max(1, math.ceil(q / 100.0 * len(sorted_vals))))
+    return sorted_vals[k - 1]
 
 
 def _ms(ns: float) -> float:
@@ -72,8 +74,8 @@ def summarize(samples: list[list[Any]]) -> dict[str, Any]:
     if not tot:
         return {"n": 0}
     out: dict[str, Any] = {
-        "n": len(tot), "p50_ms": _ms(_percentile(tot, 50)), "p90_ms": _ms(_percentile(tot, 90)),
-        "p99_ms": _ms(_percentile(tot, 99)), "max_ms": _ms(tot[-1]),
+        "n": len(tot), "p50_ms": _ms(percentile(tot, 50)), "p90_ms": _ms(percentile(tot, 90)),
+        "p99_ms": _ms(percentile(tot, 99)), "max_ms": _ms(tot[-1]),
         "mean_ms": _ms(statistics.fmean(tot)), "min_ms": _ms(tot[0]),
     }
     # segments only for new orders: risk stamps those (cancels keep the strategy's stamp)
@@ -87,7 +89,7 @@ def summarize(samples: list[list[Any]]) -> dict[str, Any]:
         by_kind.setdefault(str(s[1]), []).append(float(s[2]))
     # "X+" = a further request caused by the same event (queued behind the first)
     out["by_request"] = {
-        k: {"n": len(v), "p50_ms": _ms(_percentile(sorted(v), 50)), "max_ms": _ms(max(v))}
+        k: {"n": len(v), "p50_ms": _ms(percentile(sorted(v), 50)), "max_ms": _ms(max(v))}
         for k, v in sorted(by_kind.items())}
     return out
 
@@ -165,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
             **summ, "events": res.get("measured_events"),
             "answered_events": res.get("answered_events"),
             "warm_after_events": res.get("warm_after_events"),
-            "unmatched": res.get("unmatched"), "tree_start_s": res.get("tree_start_s"),
+            "unmatched": res.get("unmatched"), "data": res.get("data"),
+            "tree_start_s": res.get("tree_start_s"),
             "processes_left": res.get("processes_left"),
             **{k: res[k] for k in ("error", "state_dir") if k in res}}
         if args.samples:
