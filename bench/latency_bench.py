@@ -126,6 +126,8 @@ def run_once(mode: str, params: dict[str, Any], timeout_s: float,
             result.update(json.loads(path.read_text()))
         else:
             result["error"] = f"no result within {timeout_s:g}s"
+    except TimeoutError as e:
+        result["error"] = str(e)
     finally:
         leftovers = launcher.shutdown_actor_system(asys, sid)
         result["killed_leftovers"] = len(leftovers)
@@ -154,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     base = {**default_params(), "spacing_ms": list(args.spacing_ms), "seed": args.seed}
     hi_s = max(args.spacing_ms) / 1000.0
     out: dict[str, Any] = {"bench": "latency", "system_base": "multiprocTCPBase",
-                           "symbol": SYMBOL, "hops": 6, "persist": True,
+                           "symbol": SYMBOL, "hops": 6, "persist": True, "persist_writes": 5,
                            "spacing_ms": list(args.spacing_ms)}
     t0 = time.perf_counter()
     if args.mode in ("both", "pipeline"):
@@ -162,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
         budget = 20.0 + (args.n + params["warmup"] + params["max_pre_events"]) * hi_s
         res = run_once("bench", params, budget, args.keep)
         summ = summarize(res.get("samples", []))
+        if not summ["n"] and "error" not in res:
+            res["error"] = "no order request reached the gateway"
         out.update({k: summ.get(k) for k in ("n", "p50_ms", "p99_ms", "max_ms")})
         out["pipeline"] = {
             **summ, "events": res.get("measured_events"),
@@ -170,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
             "unmatched": res.get("unmatched"), "data": res.get("data"),
             "tree_start_s": res.get("tree_start_s"),
             "processes_left": res.get("processes_left"),
+            "killed_leftovers": res.get("killed_leftovers"),
             **{k: res[k] for k in ("error", "state_dir") if k in res}}
         if args.samples:
             out["pipeline"]["samples_ms"] = [_ms(s[2]) for s in res.get("samples", [])]
@@ -183,10 +188,12 @@ def main(argv: list[str] | None = None) -> int:
             "unmatched": res.get("unmatched"),
             "tree_start_s": res.get("tree_start_s"),
             "processes_left": res.get("processes_left"),
+            "killed_leftovers": res.get("killed_leftovers"),
             **{k: res[k] for k in ("error", "state_dir") if k in res}}
     out["wall_s"] = round(time.perf_counter() - t0, 1)
     print(json.dumps(out))
-    return 0 if "error" not in out.get("pipeline", {}) else 1
+    failed = any("error" in out.get(k, {}) for k in ("pipeline", "real_strategy"))
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
