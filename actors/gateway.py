@@ -17,19 +17,25 @@ import math
 import os
 import queue
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from thespian.actors import ActorAddress, ThespianWatch, WatchMessage
+from thespian.actors import ActorAddress, ThespianWatch, WakeupMessage, WatchMessage
 
 from actors.base import GridActor
 from models import messages as m
 from models.enums import Market, Venue
+from models.sequencer import ReorderBuffer
 
 #: Where each event type goes (roles); everything else is logged and dropped.
 ROUTES: dict[type, tuple[str, ...]] = {
-    m.OrderAccepted: ("order",), m.OrderRejected: ("order",), m.OrderFilled: ("order",),
+    # fills also go straight to risk and strategy (they apply each trade id once; the OMS
+    # forwards them again): one sender, so they arrive before the same instant's kline
+    m.OrderAccepted: ("order",), m.OrderRejected: ("order",),
+    m.OrderFilled: ("order", "risk", "strategy"),
     m.OrderCanceled: ("order",), m.OrderExpired: ("order",), m.OrderModified: ("order",),
     m.OrderModifyRejected: ("order",), m.OrderCancelRejected: ("order",),
     m.OrderOutcomeUnknown: ("order",), m.OrderStatusReported: ("order",),
@@ -46,6 +52,7 @@ ROUTES: dict[type, tuple[str, ...]] = {
 SIM_URLS_FILE = "sim_urls.json"
 #: Pause between reconciliation rounds while the exchange cannot be read.
 RECONCILE_RETRY_S = 5.0
+REORDER_TOKEN = "gateway-reorder"
 
 
 def resolve_venue(cfg: Any, state_dir: Path) -> tuple[Any, str, str]:
@@ -71,7 +78,9 @@ class GatewayActor(GridActor):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._events: queue.SimpleQueue[m.Message] = queue.SimpleQueue()
+        self._events: queue.SimpleQueue[tuple[float, m.Message]] = queue.SimpleQueue()
+        self._reorder = ReorderBuffer(0.05)
+        self._recheck_armed = False
         self._rfd: int | None = None
         self._wfd: int | None = None
         self._worker: ThreadPoolExecutor | None = None
@@ -93,6 +102,7 @@ class GatewayActor(GridActor):
         assert self.config is not None
         cfg = self.config
         self.market = cfg.portfolio.market_of(self.symbol)
+        self._reorder = ReorderBuffer(cfg.gateway.event_reorder_ms / 1000.0)
         endpoints, key, secret = resolve_venue(cfg, self.state_dir)
         self._rfd, self._wfd = os.pipe()
         os.set_blocking(self._rfd, False)
@@ -171,7 +181,7 @@ class GatewayActor(GridActor):
     # -- plumbing: threads -> actor ---------------------------------------------------------
     def _emit(self, msg: m.Message) -> None:
         """Called from any thread: queue the event and wake the actor."""
-        self._events.put(msg)
+        self._events.put((time.monotonic(), msg))
         if self._wfd is not None:
             try:
                 os.write(self._wfd, b"\x01")
@@ -194,10 +204,26 @@ class GatewayActor(GridActor):
                 pass
         while True:
             try:
-                ev = self._events.get_nowait()
+                recv, ev = self._events.get_nowait()
             except queue.Empty:
                 break
+            self._reorder.push(ev, recv)
+        self._release()
+
+    def _release(self) -> None:
+        """Route the held events that are due, in their deterministic order."""
+        now = time.monotonic()
+        for ev in self._reorder.due(now):
             self._route(ev)
+        wait = self._reorder.next_check_in(now)
+        if wait is not None and not self._recheck_armed:
+            self._recheck_armed = True
+            self.wakeupAfter(timedelta(seconds=max(wait, 0.001)), payload=REORDER_TOKEN)
+
+    def receiveMsg_WakeupMessage(self, msg: WakeupMessage, sender: ActorAddress) -> None:
+        if msg.payload == REORDER_TOKEN:
+            self._recheck_armed = False
+            self._release()
 
     def _route(self, ev: m.Message) -> None:
         from supervision.logs import log_event

@@ -71,6 +71,9 @@ class GatewayConfig(msgspec.Struct, **_STRUCT):
     reconnect_backoff_max_s: float = 30.0
     rate_limit_safety: float = 0.8
     book_conflation_ms: int = 250
+    #: Events are held this long and released in one order per instant (fills before market
+    #: data), so the bot does not depend on which socket won a race (0 = no hold).
+    event_reorder_ms: int = 50
     #: Kline streams; the first is the strategy's base bar (the embedded exchange replays it).
     #: 5m by default: the recorded futures data has no 1m bars.
     kline_intervals: tuple[str, ...] = ("5m",)
@@ -209,6 +212,8 @@ def validate_config(cfg: Config) -> list[str]:
                                        "reconnect_backoff_initial_s", "reconnect_backoff_max_s"))
     if g.recv_window_ms > 60000:
         errs.append("$.gateway.recv_window_ms: must be <= 60000 (Binance maximum)")
+    if not 0 <= g.event_reorder_ms <= 1000:
+        errs.append("$.gateway.event_reorder_ms: must be in [0, 1000]")
     if not g.kline_intervals:
         errs.append("$.gateway.kline_intervals: at least one interval (the strategy's base bar)")
     for i, iv in enumerate(g.kline_intervals):

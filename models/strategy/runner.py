@@ -37,6 +37,8 @@ from models.strategy.types import (
 ZERO = Decimal(0)
 #: An order sent to risk with no OrderPlaced/OrderDenied after this many bars is forgotten.
 INFLIGHT_BARS = 3
+#: Fills arrive twice (from the gateway, first, and from the OMS): applied once by trade id.
+MAX_TRADE_IDS = 512
 
 
 class RunnerState(msgspec.Struct, kw_only=True):
@@ -62,6 +64,7 @@ class RunnerState(msgspec.Struct, kw_only=True):
     trading_active: bool = True
     min_entry_conviction: float = 0.0
     denials: int = 0
+    trade_ids: list[int] = []
 
 
 class StrategyRunner:
@@ -195,8 +198,16 @@ class StrategyRunner:
         self.st.denials += 1
 
     def on_fill(self, f: m.OrderFilled) -> list[m.Message]:
-        """Own fill (applied once by the OMS): position, strategy bookkeeping, then re-plan."""
+        """Own fill: position, strategy bookkeeping, then re-plan. Each trade id is applied
+        once: the gateway sends fills straight here (in one order with the bar's kline, so live
+        and backtest decide alike) and the OMS forwards them again (and the ones it finds at
+        reconciliation)."""
         st = self.st
+        if f.trade_id in st.trade_ids:
+            return []
+        st.trade_ids.append(f.trade_id)
+        if len(st.trade_ids) > MAX_TRADE_IDS:
+            del st.trade_ids[: len(st.trade_ids) - MAX_TRADE_IDS]
         signed = f.qty if f.side is Side.BUY else -f.qty
         old = st.position_qty
         new = old + signed
@@ -242,9 +253,12 @@ class StrategyRunner:
             return []
         assert self.filters is not None
         st = self.st
-        bid, bid_qty, ask, ask_qty = self.book
-        mv = MarketView(last_price=self.last_close, bid=bid, ask=ask, bid_qty=bid_qty,
-                        ask_qty=ask_qty, funding_rate=self.funding, ts_ms=ts_ms)
+        _bid, bid_qty, _ask, ask_qty = self.book
+        # The reference price is the closed bar's close, the book adds only its imbalance:
+        # live, the bookTicker and the kline of a bar close come on separate streams in either
+        # order, and a plan must not depend on which won (backtest == live).
+        mv = MarketView(last_price=self.last_close, bid_qty=bid_qty, ask_qty=ask_qty,
+                        funding_rate=self.funding, ts_ms=ts_ms)
         pos = PositionView(qty=st.position_qty, entry_price=st.entry_price,
                            opened_ms=st.opened_ms)
         acts = self.strategy.plan_actions(mv, pos, self._views(), self.risk_inputs(),

@@ -36,12 +36,6 @@ SYM = "BTCUSDT"
 
 pytestmark = [
     pytest.mark.skipif(DATA is None, reason="no market data directory"),
-    # Passed against the current live path when the bot's bookTicker update of a bar close
-    # reached the strategy before that bar's kline; the two come on separate WebSocket streams
-    # of the embedded exchange, so live the order is a race (the planner's reference price
-    # uses the book). The backtest always delivers the book first. Not strict until the live
-    # gateway orders them (or the strategy plans from the kline close only).
-    pytest.mark.xfail(strict=False, reason="live: kline vs bookTicker arrival order is a race"),
 ]
 
 

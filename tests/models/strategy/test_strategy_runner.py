@@ -87,6 +87,10 @@ def test_fill_updates_position_and_plans_take_profit() -> None:
                                    side=Side.BUY, price=buy.price, qty=buy.qty,
                                    ts_event_ns=ks[WARM].close_time_ms * 1_000_000))
     assert r.st.position_qty == buy.qty and r.st.entry_price == buy.price
+    # the same trade again (the OMS forwards what the gateway sent first): applied once
+    assert r.on_fill(m.OrderFilled(symbol=SYM, client_order_id="c1", trade_id=1,
+                                   side=Side.BUY, price=buy.price, qty=buy.qty)) == []
+    assert r.st.position_qty == buy.qty
     tps = [p for p in places(cmds) if p.kind == "TP"]
     assert tps and tps[0].side is Side.SELL and tps[0].price > buy.price
 
