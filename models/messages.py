@@ -24,13 +24,17 @@ import msgspec
 from models.enums import Market, OrderType, Side, TimeInForce, TradingState
 from models.filters import SymbolFilters
 
-_counter = itertools.count(1)
-_prefix = f"{os.getpid():x}"
+_id_state: list[Any] = [0, "", itertools.count(1)]  # pid, prefix, counter
 
 
 def new_msg_id() -> str:
-    """A process-unique message id (pid + counter: cheap, ordered, no randomness)."""
-    return f"{_prefix}-{next(_counter):x}"
+    """A unique message id: pid + process start time (ms) + counter. Cheap, ordered, no
+    randomness; a forked actor process (same counter state as its parent) and a later process
+    with a reused pid both get a prefix of their own."""
+    pid = os.getpid()
+    if pid != _id_state[0]:
+        _id_state[:] = [pid, f"{pid:x}.{time.time_ns() // 1_000_000:x}", itertools.count(1)]
+    return f"{_id_state[1]}-{next(_id_state[2]):x}"
 
 
 def now_ns() -> int:

@@ -140,7 +140,7 @@ class StrategyRunner:
             return None, []
         v = self._bar(Bar(k.open_time_ms, k.close_time_ms, k.open, k.high, k.low, k.close,
                           k.volume))
-        return v, self.plan(k.close_time_ms, k.ts_event_ns)
+        return v, self.plan(k.close_time_ms, k.ts_event_ns, k.msg_id)
 
     def on_book(self, b: m.BookUpdated) -> None:
         """Top of book, for the imbalance feature of the planner."""
@@ -222,7 +222,7 @@ class StrategyRunner:
             st.entry_price = ZERO
         key, kind = st.cid_meta.get(f.client_order_id, ("", KIND_ENTRY))
         self.strategy.on_fill(f.side, f.price, f.qty, kind, ts_ms, key or None)
-        return self.plan(ts_ms, f.ts_event_ns)
+        return self.plan(ts_ms, f.ts_event_ns, f.msg_id)
 
     # -- planning -------------------------------------------------------------------------------
     def risk_inputs(self) -> RiskInputs:
@@ -247,8 +247,9 @@ class StrategyRunner:
                 order_type=OrderType.LIMIT if r.price is not None else OrderType.MARKET))
         return out
 
-    def plan(self, ts_ms: int, ts_event_ns: int) -> list[m.Message]:
-        """Desired orders → PlaceOrder / ModifyOrder / CancelOrder for risk."""
+    def plan(self, ts_ms: int, ts_event_ns: int, cause: str = "") -> list[m.Message]:
+        """Desired orders → PlaceOrder / ModifyOrder / CancelOrder for risk; ``cause`` (the
+        triggering kline's or fill's msg_id) becomes their correlation id."""
         if not self.ready or self.last_close <= 0:
             return []
         assert self.filters is not None
@@ -269,7 +270,7 @@ class StrategyRunner:
             "b_neu": v.b_neu, "c_neu": v.c_neu, "L": v.L, "S": v.S, "atr": v.atr,
             "spacing_long": v.spacing_long, "spacing_short": v.spacing_short,
             "features": v.feature_dict()}
-        hdr = {"symbol": self.symbol, "ts_event_ns": ts_event_ns}
+        hdr = {"symbol": self.symbol, "ts_event_ns": ts_event_ns, "correlation_id": cause}
         out: list[m.Message] = []
         for o, reason in acts.cancel:
             out.append(m.CancelOrder(**hdr, client_order_id=o.client_order_id, reason=reason))

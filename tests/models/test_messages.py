@@ -94,3 +94,21 @@ def test_decoding_type_checks() -> None:
 def test_msg_ids_unique() -> None:
     ids = {m.Heartbeat(seq=i).msg_id for i in range(1000)}
     assert len(ids) == 1000
+
+
+def test_msg_ids_differ_across_forked_processes() -> None:
+    import os
+
+    from models.messages import new_msg_id
+
+    new_msg_id()
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: same counter state as the parent
+        os.write(w, new_msg_id().encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child = os.read(r, 200).decode()
+    parent = new_msg_id()
+    assert child.split("-")[0] != parent.split("-")[0]
+    assert child.split("-")[1] == "1"
