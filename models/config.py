@@ -212,6 +212,20 @@ def validate_config(cfg: Config) -> list[str]:
                                        "reconnect_backoff_initial_s", "reconnect_backoff_max_s"))
     if g.recv_window_ms > 60000:
         errs.append("$.gateway.recv_window_ms: must be <= 60000 (Binance maximum)")
+    if g.reconnect_backoff_initial_s > g.reconnect_backoff_max_s:
+        errs.append("$.gateway.reconnect_backoff_initial_s: must not exceed "
+                    "reconnect_backoff_max_s")
+    if g.book_conflation_ms < 0:
+        errs.append("$.gateway.book_conflation_ms: must be >= 0")
+    if g.kline_intervals and g.kline_intervals[0] in KLINE_INTERVAL_MS:
+        base_min = KLINE_INTERVAL_MS[g.kline_intervals[0]] // 60_000
+        st = cfg.strategy
+        for name in ("trend_interval_minutes", "warmup_minutes", "rv_short_minutes",
+                     "rv_long_minutes", "volume_window_minutes", "normalisation_window_minutes"):
+            v = getattr(st, name)
+            if isinstance(v, int) and v % base_min:
+                errs.append(f"$.strategy.{name}: must be a multiple of the base bar "
+                            f"({g.kline_intervals[0]} = {base_min} min)")
     if not 0 <= g.event_reorder_ms <= 1000:
         errs.append("$.gateway.event_reorder_ms: must be in [0, 1000]")
     if not g.kline_intervals:
@@ -236,6 +250,16 @@ def validate_config(cfg: Config) -> list[str]:
         errs.append("$.supervision.bind_host: binding beyond loopback exposes the actor system "
                     "(it unpickles what it receives); set allow_remote=true only on a private, "
                     "firewalled network")
+    if cfg.oms.query_unknown_after_s <= 0:
+        errs.append("$.oms.query_unknown_after_s: must be > 0")
+    if s.restart_backoff_s < 0:
+        errs.append("$.supervision.restart_backoff_s: must be >= 0")
+    if not 0 <= s.admin_port <= 65535:
+        errs.append("$.supervision.admin_port: must be a TCP port (0 = any free one)")
+    if cfg.logging.retention < 1:
+        errs.append("$.logging.retention: must be >= 1")
+    if not re.fullmatch(r"\d+(\.\d+)?\s*(B|KB|MB|GB)", cfg.logging.rotation.strip(), re.I):
+        errs.append("$.logging.rotation: a size like '100 MB'")
     if not cfg.state_dir:
         errs.append("$.state_dir: must not be empty")
     if not cfg.log_dir:

@@ -134,14 +134,16 @@ def check_state_files(state_dir: Path) -> list[str]:
 
 # -- actor system -----------------------------------------------------------------------------------
 def start_actor_system(admin_port: int, log_dir: Path | None, *, bind_host: str = "127.0.0.1",
-                       allow_remote: bool = False) -> Any:
+                       allow_remote: bool = False, rotation: str = "100 MB",
+                       retention: int = 10) -> Any:
     """A new multiprocTCPBase system whose every socket binds ``bind_host`` (loopback)."""
     netsec.install(bind_host, allow_remote)
     from thespian.actors import ActorSystem
 
     from supervision.logs import thespian_log_defs
 
-    log_defs: Any = thespian_log_defs(log_dir) if log_dir is not None else False
+    log_defs: Any = (thespian_log_defs(log_dir, rotation, retention) if log_dir is not None
+                     else False)
     return ActorSystem(SYSTEM_BASE, {"Admin Port": admin_port}, logDefs=log_defs,
                        transientUnique=True)
 
@@ -303,6 +305,13 @@ def run_bot(args: argparse.Namespace) -> int:
         for err in e.errors:
             print(err, file=sys.stderr)
         return EXIT_BAD_INPUT
+    from supervision.config_io import MissingCredentials, load_credentials
+
+    try:
+        load_credentials(cfg.venue)  # testnet/live: refuse to start without keys
+    except MissingCredentials as e:
+        print(f"gridbot run: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     try:
         wall_limit = duration_wall_seconds(getattr(args, "duration", None),
                                            _effective_speed(cfg, args))
@@ -334,7 +343,8 @@ def run_bot(args: argparse.Namespace) -> int:
     venue_stop = _start_venue(cfg, args, state_dir)
     port = sup.admin_port or netsec.free_port(sup.bind_host)
     asys = start_actor_system(port, log_dir, bind_host=sup.bind_host,
-                              allow_remote=sup.allow_remote)
+                              allow_remote=sup.allow_remote, rotation=cfg.logging.rotation,
+                              retention=cfg.logging.retention)
     sid: int | None = None
     code = EXIT_OK
     try:

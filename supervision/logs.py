@@ -198,13 +198,15 @@ class JsonLineHandler(logging.Handler):
             self.handleError(record)
 
 
-def thespian_log_defs(log_dir: str | Path) -> dict[str, Any]:
+def thespian_log_defs(log_dir: str | Path, rotation: str = "100 MB",
+                      retention: int = 10) -> dict[str, Any]:
     """``logDefs`` for ``ActorSystem``: forwarded records at INFO+ go to ``JsonLineHandler``."""
     return {
         "version": 1,
         "disable_existing_loggers": False,
         "handlers": {
-            "jsonl": {"()": JsonLineHandler, "log_dir": str(log_dir), "level": "INFO"},
+            "jsonl": {"()": JsonLineHandler, "log_dir": str(log_dir), "level": "INFO",
+                      "rotation": rotation, "retention": retention},
         },
         "root": {"handlers": ["jsonl"], "level": "INFO"},
     }

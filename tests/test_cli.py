@@ -40,3 +40,16 @@ def test_console_script_entry_point() -> None:
     proc = subprocess.run([sys.executable, "-c", "import run; raise SystemExit(run.main(['--help']))"],
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and "gridbot" in proc.stdout
+
+
+def test_run_on_live_without_keys_exits_2(tmp_path, monkeypatch) -> None:
+    import json
+
+    import run
+
+    monkeypatch.delenv("BINANCE_API_KEY", raising=False)
+    monkeypatch.delenv("BINANCE_API_SECRET", raising=False)
+    cfg = tmp_path / "live.json"
+    cfg.write_text(json.dumps({"venue": "live"}))
+    assert run.main(["run", "--config", str(cfg), "--state-dir", str(tmp_path / "s")]) == 2
+    assert not (tmp_path / "s").exists()
