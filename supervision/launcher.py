@@ -297,7 +297,7 @@ def _effective_speed(cfg: Config, args: argparse.Namespace) -> str | float | Non
 def run_bot(args: argparse.Namespace) -> int:
     """``python run.py run``: start the supervised bot and run until stopped."""
     from supervision.config_io import load_config
-    from supervision.logs import configure_logging, log_event
+    from supervision.logs import JSON_FILE, add_append_sink, configure_logging, log_event
 
     try:
         cfg = load_config(getattr(args, "config", None))
@@ -337,6 +337,7 @@ def run_bot(args: argparse.Namespace) -> int:
     remove_bot_file(state_dir)
     (state_dir / STOP_REQUEST_FILE).unlink(missing_ok=True)
     configure_logging(None, stderr=True, stderr_level=cfg.logging.level)
+    add_append_sink(log_dir / JSON_FILE)  # launcher events in the same JSON log
 
     sigs = _Signals()
     sigs.install()
@@ -359,7 +360,11 @@ def run_bot(args: argparse.Namespace) -> int:
             "pid": os.getpid(), "admin_port": port, "host": sup.bind_host,
             "root_pid": root_pid, "session": sid, "started_at": time.time(),
             "state_dir": str(state_dir.resolve()), "log_dir": str(log_dir.resolve())})
-        log_event("BOT_READY", f"gridbot running (admin port {port}, state {state_dir})")
+        log_event("BOT_READY", f"gridbot running (admin port {port}, state {state_dir})",
+                  venue=cfg.venue.value, symbols=list(cfg.portfolio.symbols),
+                  weights=dict(cfg.portfolio.weights),
+                  markets={k: v.value for k, v in cfg.portfolio.markets.items()},
+                  leverage_cap=cfg.portfolio.leverage_cap, strategy=cfg.strategy.kind)
         code = _run_until_stopped(asys, root, cfg, state_dir, sigs, wall_limit)
     finally:
         leftovers = shutdown_actor_system(asys, sid)

@@ -147,6 +147,27 @@ def configure_logging(
     return path
 
 
+class _AppendSink:
+    """Appends each record to ``path``, opening it per record: for a process that logs rarely
+    (the launcher) next to the single writer that owns and rotates the file (a held file
+    descriptor would keep writing into a rotated-away file)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def write(self, message: Any) -> None:
+        line = message.record["extra"]["_json"] + "\n"
+        with open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(line)
+
+
+def add_append_sink(path: str | Path, level: str = "INFO") -> int:
+    """Also write this process's records to ``path`` (see ``_AppendSink``)."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    return logger.add(_AppendSink(p), level=level, format="{message}")
+
+
 def log_event(event: str, msg: str = "", *, level: str = "INFO", **context: Any) -> None:
     """Log one structured event (``event`` plus full context fields)."""
     logger.bind(event=event, **context).log(level, msg or event)
