@@ -283,6 +283,25 @@ def _start_venue(cfg: Config, args: argparse.Namespace, state_dir: Path
     return fn(cfg, args, state_dir) if fn is not None else None
 
 
+def _await_orphan(state_dir: Path, info: dict[str, Any], wait_s: float = 30.0
+                  ) -> dict[str, Any] | None:
+    """The previous launcher was killed but its actor system still answers: its root notices
+    and persists + exits by itself within seconds; wait for that, then kill what is left of
+    that session (ours: recorded in bot.json). Returns the bot info if it is still running."""
+    print(f"gridbot run: the previous run's actor system (launcher pid {info.get('pid')} is "
+          "gone) is still shutting down; waiting for it", file=sys.stderr)
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        if bot_is_running(state_dir) is None:
+            return None
+        time.sleep(0.5)
+    sid = info.get("session")
+    if isinstance(sid, int) and sid > 1:
+        kill_session(sid, grace_s=0.0)
+    time.sleep(0.5)
+    return bot_is_running(state_dir)
+
+
 def _effective_speed(cfg: Config, args: argparse.Namespace) -> str | float | None:
     """The replay speed ``--duration`` is measured in (the embedded exchange's default when the
     bot starts it; ``--speed`` otherwise)."""
@@ -323,6 +342,8 @@ def run_bot(args: argparse.Namespace) -> int:
     sup = cfg.supervision
 
     running = bot_is_running(state_dir)
+    if running and netsec.proc_stat(int(running.get("pid") or 0)) is None:
+        running = _await_orphan(state_dir, running)
     if running:
         print(f"gridbot run: a gridbot is already running with state dir {state_dir} "
               f"(pid {running.get('pid')}, admin port {running.get('admin_port')})",
