@@ -26,6 +26,8 @@ from models.strategy import Strategy, make_strategy, restore_strategy
 from models.strategy.params import StrategyParams
 from models.strategy.types import (
     KIND_ENTRY,
+    KIND_SL,
+    KIND_TP,
     Bar,
     MarketView,
     OpenOrderView,
@@ -284,6 +286,8 @@ class StrategyRunner:
         for d in acts.place:
             if d.key in st.inflight:
                 continue  # already on its way through risk
+            if d.kind in (KIND_TP, KIND_SL) and st.position_qty == ZERO:
+                continue  # an exit with nothing to exit (e.g. after risk flattened on a halt)
             conv = 0.0 if v is None else (v.L if d.side is Side.BUY else v.S)
             st.inflight[d.key] = st.bars
             st.kinds[d.key] = d.kind
