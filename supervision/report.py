@@ -365,6 +365,24 @@ def collect(records: Iterable[Mapping[str, Any] | _Strat]) -> _Collected:
     return c
 
 
+def _parse_end(value: Any) -> int | None:
+    """A run's end (epoch ms or ISO-8601) as epoch ms; None when absent or unreadable."""
+    if value is None:
+        return None
+    if isinstance(value, (int, float)):
+        return int(value)
+    try:
+        import datetime as _dt
+
+        txt = str(value).replace("Z", "+00:00")
+        d = _dt.datetime.fromisoformat(txt)
+        if d.tzinfo is None:
+            d = d.replace(tzinfo=_dt.timezone.utc)
+        return int(d.timestamp() * 1000)
+    except ValueError:
+        return None
+
+
 def analyse(events: Iterable[Mapping[str, Any]] | _Collected, *,
             benchmark_prices: Mapping[str, Sequence[tuple[int, Any]]] | None = None,
             meta: Mapping[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -461,6 +479,13 @@ def analyse(events: Iterable[Mapping[str, Any]] | _Collected, *,
         if first is not None and first < eq_t[0]:
             eq_t.insert(0, first)
             eq_v.insert(0, initial)
+    # equity is logged on change only: a flat account (e.g. halted after the hard stop) logs
+    # nothing more, so the curve is carried to the end of the run (meta end / last record)
+    run_end = _parse_end(meta.get("end"))
+    last_seen = max(run_end or 0, col.last_ts or 0)
+    if last_seen > eq_t[-1]:
+        eq_t.append(last_seen)
+        eq_v.append(eq_v[-1])
     start_ms, end_ms = eq_t[0], eq_t[-1]
     names = sorted(syms)
     weights, wsource = _weights(names, meta, col.weights)
