@@ -924,7 +924,38 @@ def _summary_table(report: Mapping[str, Any]) -> str:
         cells = "".join(f"<td{_cls(_get(c, path), kind)}>{_fmt(_get(c, path), kind)}</td>"
                         for _, c in cols)
         body.append(f'<tr><th class="l">{html.escape(label)}</th>{cells}</tr>')
-    return f'<table><tr><th class="l">Metric</th>{head}</tr>{"".join(body)}</table>'
+    return (f'<table id="summary"><tr><th class="l">Metric</th>{head}</tr>{"".join(body)}'
+            "</table>")
+
+
+def _figures(node: Any, path: str = "") -> Iterator[tuple[str, str]]:
+    """Every numeric leaf (number or decimal string) under ``node``: (dotted path, the value
+    exactly as report.json writes it)."""
+    if isinstance(node, Mapping):
+        for k, v in node.items():
+            yield from _figures(v, f"{path}.{k}" if path else str(k))
+    elif isinstance(node, (int, float)) and not isinstance(node, bool):
+        yield path, json.dumps(node)
+    elif isinstance(node, str):
+        try:
+            if Decimal(node).is_finite():
+                yield path, node
+        except ArithmeticError:
+            pass
+
+
+def _all_figures_table(report: Mapping[str, Any]) -> str:
+    """Every figure of report.json (portfolio and per symbol), one row per dotted path."""
+    cols = [("Portfolio", report["portfolio"])] + list(report["symbols"].items())
+    values = [dict(_figures(c)) for _, c in cols]
+    paths = list(dict.fromkeys(p for v in values for p in v))
+    head = "".join(f"<th>{html.escape(n)}</th>" for n, _ in cols)
+    body = "".join(
+        f'<tr><th class="l">{html.escape(p)}</th>'
+        + "".join(f"<td>{html.escape(v.get(p, ''))}</td>" for v in values) + "</tr>"
+        for p in paths)
+    return (f'<table id="all-figures"><tr><th class="l">Figure</th>{head}</tr>{body}'
+            "</table>")
 
 
 def _monthly_table(name: str, monthly: Mapping[str, float]) -> str:
@@ -999,6 +1030,9 @@ def render_html(report: Mapping[str, Any], images: Mapping[str, bytes]) -> str:
         parts.append(f"<h2>{html.escape(name)}</h2>")
         parts.append(_img(f"price_{name}.png", images, f"{name} price and fills"))
         parts.append(_img(f"conviction_{name}.png", images, f"{name} conviction"))
+    parts.append("<h2>All figures</h2><details open><summary>every figure of report.json "
+                 "(money in the quote asset, ratios as fractions, times in ms or s)</summary>"
+                 + _all_figures_table(report) + "</details>")
     parts.append("<h2>Methods</h2><ul>" + "".join(
         f"<li><b>{html.escape(k)}</b>: {html.escape(v)}</li>"
         for k, v in report["methods"].items()) + "</ul></body></html>")
