@@ -392,16 +392,87 @@ class SimWakeups:
         return n
 
 
-class _Capture:
-    """loguru sink keeping the events the CSVs and the result need (as their JSON lines)."""
+class FastDelivery:
+    """Leaner delivery loop for ``simpleSystemBase`` (same order, same semantics).
 
-    def __init__(self) -> None:
-        self.events: list[dict[str, Any]] = []
+    thespian's loop costs more per message than most handlers: a debug ``getLogger`` call, the
+    wakeup scan, and ``ActorTypeDispatcher``'s walk of both class hierarchies with ``hasattr``
+    per message. For gridbot messages (``models.messages.Message``) delivered the first time to
+    an ``ActorTypeDispatcher`` actor, this calls the resolved ``receiveMsg_<Type>`` handler
+    directly (resolution cached per actor class and message type, the dispatcher's rule: the
+    first class of the message's MRO the actor has a handler for). A handler that raises is
+    treated as thespian does (warning on the ``Thespian`` logger, ``attempts`` + 1, re-queued;
+    the retry takes thespian's own path). Everything else (system messages, wakeups, exits,
+    retries) goes through thespian's ``_runSingleSend``."""
 
-    def write(self, message: Any) -> None:
-        rec = message.record
-        if rec["extra"].get("event") in KEEP_EVENTS:
-            self.events.append(json.loads(rec["extra"]["_json"]))
+    def __init__(self, system_base: Any) -> None:
+        from thespian.actors import ActorTypeDispatcher
+
+        self._base = system_base
+        self._orig_single = system_base._runSingleSend
+        self._registry = system_base.actorRegistry
+        self._dispatch_rm = ActorTypeDispatcher.receiveMessage
+        self._handlers: dict[tuple[type, type], Any] = {}
+        self.count = 0
+        system_base._runSingleSend = self.run_single
+        system_base._runSends = self.run_sends
+
+    def _handler(self, acls: type, mcls: type) -> Any:
+        key = (acls, mcls)
+        fn = self._handlers.get(key)
+        if fn is None:
+            fn = False
+            if getattr(acls, "receiveMessage", None) is self._dispatch_rm:
+                for each in mcls.__mro__:
+                    h = getattr(acls, "receiveMsg_" + each.__name__, None)
+                    if h is not None:
+                        fn = h
+                        break
+                else:
+                    fn = getattr(acls, "receiveUnrecognizedMessage", False)
+            self._handlers[key] = fn
+        return fn
+
+    def run_single(self, ps: Any) -> None:
+        """Deliver one pending send."""
+        self.count += 1
+        msg = ps.msg
+        if ps.attempts == 0 and isinstance(msg, m.Message):
+            tgt = self._registry.get(ps.toActor.actorAddressString)
+            inst = tgt.instance if tgt is not None else None
+            if inst is not None:
+                fn = self._handler(type(inst), type(msg))
+                if fn:
+                    try:
+                        r = fn(inst, msg, ps.sender)
+                    except Exception:  # noqa: BLE001 - thespian's retry semantics
+                        import traceback
+
+                        logging.getLogger("Thespian").warning(
+                            "Failure of Actor %s during message processing (attempt %s)",
+                            tgt.address, ps.attempts, exc_info=True)
+                        ps.attempts += 1
+                        ps.fail_details = traceback.format_exc()
+                        self._base._pendingSends.append(ps)
+                        return
+                    if r != inst.SUPER:
+                        return
+                    raise RuntimeError(f"{type(inst).__name__}: SUPER from a handler of "
+                                       f"{type(msg).__name__} is not supported in a backtest")
+        self._orig_single(ps)
+
+    def run_sends(self, timeout: Any = None, stop_on_available: Any = False) -> None:
+        """Deliver until nothing is pending (``ask``: until the requester has an answer)."""
+        from thespian.system import isInternalActorSystemMessage
+
+        pend = self._base._pendingSends
+        single = self._base._runSingleSend
+        while pend:
+            single(pend.pop(0))
+            if stop_on_available and any(
+                    not isInternalActorSystemMessage(r)
+                    for r in getattr(stop_on_available.instance, "responses", ())):
+                return
 
 
 class _ThespianErrors(logging.Handler):
@@ -475,7 +546,13 @@ def run_backtest(opts: BacktestOptions,
     from loguru import logger
     from thespian.actors import ActorSystem
 
-    from supervision.logs import configure_logging, log_event
+    from supervision.logs import (
+        JSON_FILE,
+        DirectJsonLog,
+        configure_logging,
+        log_event,
+        set_direct_log,
+    )
 
     if opts.end_ms <= opts.start_ms:
         raise BacktestError(f"empty range {md.fmt_ms(opts.start_ms)} .. {md.fmt_ms(opts.end_ms)}")
@@ -488,12 +565,14 @@ def run_backtest(opts: BacktestOptions,
         out.mkdir(parents=True, exist_ok=True)
     # logging: the run's JSON log plus an in-memory capture of the events we need
     # one file for the whole run (no rotation: the report reads it after the run)
-    configure_logging(out if (out is not None and opts.log_file) else None,
-                      level=cfg.logging.level, stderr=True,
-                      stderr_level="ERROR" if opts.progress else "WARNING",
-                      rotation=10**15)
-    cap = _Capture()
-    cap_id = logger.add(cap, level="INFO", format="{message}")
+    # (the JSON file and the capture are one DirectJsonLog: log_event lines below the stderr
+    # level skip loguru, the rest reach it through loguru, in call order)
+    stderr_level = "ERROR" if opts.progress else "WARNING"
+    configure_logging(None, level=cfg.logging.level, stderr=True, stderr_level=stderr_level)
+    jlog = DirectJsonLog(out / JSON_FILE if (out is not None and opts.log_file) else None,
+                         level=cfg.logging.level, direct_below=stderr_level, keep=KEEP_EVENTS)
+    cap_id = logger.add(jlog, level=jlog.sink_level, format="{message}")
+    set_direct_log(jlog)
     thes_log = logging.getLogger("Thespian")
     thes_err = _ThespianErrors()
     thes_log.addHandler(thes_err)
@@ -506,14 +585,7 @@ def run_backtest(opts: BacktestOptions,
     asys = ActorSystem("simpleSystemBase", logDefs=False, transientUnique=True)
     base = asys._systemBase
     wake = SimWakeups(base, clk)
-    counter = [0]
-    orig_single = base._runSingleSend
-
-    def counted(ps: Any) -> None:
-        counter[0] += 1
-        orig_single(ps)
-
-    base._runSingleSend = counted
+    delivery = FastDelivery(base)
     t0 = time.perf_counter()
     try:
         for g in res.gaps:
@@ -532,13 +604,13 @@ def run_backtest(opts: BacktestOptions,
         res.initial_equity = str(venue.equity())
         _drive(asys, venue, wake, clk, addrs, opts, res, cfg, on_step)
         res.final_equity = str(venue.equity())
-        log_event("BACKTEST_FINISHED", bars=res.bars, messages=counter[0],
+        log_event("BACKTEST_FINISHED", bars=res.bars, messages=delivery.count,
                   final_equity=res.final_equity, wall_s=round(time.perf_counter() - t0, 3))
         for a in addrs.values():
             asys.tell(a, _exit_request())
     finally:
         res.wall_s = time.perf_counter() - t0
-        res.messages = counter[0]
+        res.messages = delivery.count
         res.orders, res.fills = venue.orders, venue.fills
         try:
             asys.shutdown()
@@ -547,10 +619,12 @@ def run_backtest(opts: BacktestOptions,
             unregister_venue(vid)
             thes_log.removeHandler(thes_err)
             logger.complete()
+            set_direct_log(None)
             logger.remove(cap_id)
+            jlog.close()
             shutil.rmtree(tmp, ignore_errors=True)
     res.actor_errors = thes_err.errors[:50]
-    ev = cap.events
+    ev = jlog.kept
     res.trades = [e for e in ev if e.get("event") == "TRADE_CLOSED"]
     res.equity = [e for e in ev if e.get("event") == "EQUITY"]
     res.fills_log = [e for e in ev if e.get("event") == "ORDER_FILLED"]

@@ -64,7 +64,23 @@ def redact(text: str) -> str:
     return text
 
 
+_key_masked: dict[str, bool] = {}
+
+
+def _masked(key: str) -> bool:
+    """Does ``key`` look like a credential (cached: the same few keys come back every line)?"""
+    hit = _key_masked.get(key)
+    if hit is None:
+        hit = _key_masked[key] = _SECRET_KEY_RE.search(key) is not None
+    return hit
+
+
+_PLAIN = (str, int, float, bool, type(None))
+
+
 def _jsonable(value: Any) -> Any:
+    if type(value) in _PLAIN:  # the common case first: most context values are plain
+        return value
     if isinstance(value, Decimal):
         return str(value)
     if isinstance(value, Enum):
@@ -72,7 +88,7 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, bytes):
         return value.hex()
     if isinstance(value, dict):
-        return {str(k): (_MASK if _SECRET_KEY_RE.search(str(k)) else _jsonable(v))
+        return {str(k): (_MASK if _masked(str(k)) else _jsonable(v))
                 for k, v in value.items()}
     if isinstance(value, (list, tuple, set, frozenset)):
         return [_jsonable(v) for v in value]
@@ -83,26 +99,35 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
+def _line(ts: _dt.datetime, level: str, event: str, symbol: str, message: str, pid: int,
+          ts_ms: Any, extra: dict[str, Any], exception: str | None = None) -> str:
+    """One JSON log line (``ts`` is a UTC datetime; ``extra``: the remaining context)."""
+    out: dict[str, Any] = {
+        "ts": ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z",
+        "level": level,
+        "event": event,
+        "symbol": symbol,
+        "msg": message,
+        "pid": pid,
+        # event time: the replayed bar time in a backtest, wall time live (actors.clock)
+        "ts_ms": ts_ms or now_ms(),
+    }
+    if exception is not None:
+        out["exception"] = exception
+    for k, v in extra.items():
+        out[k] = _MASK if _masked(k) else _jsonable(v)
+    return redact(json.dumps(out, default=str, separators=(",", ":")))
+
+
 def _render(record: dict[str, Any]) -> str:
     extra = dict(record["extra"])
     extra.pop("_json", None)
-    ts = record["time"].astimezone(_dt.timezone.utc)
-    out: dict[str, Any] = {
-        "ts": ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z",
-        "level": record["level"].name,
-        "event": extra.pop("event", "LOG"),
-        "symbol": extra.pop("symbol", ""),
-        "msg": record["message"],
-        "pid": record["process"].id,
-        # event time: the replayed bar time in a backtest, wall time live (actors.clock)
-        "ts_ms": extra.pop("ts_ms", None) or now_ms(),
-    }
+    exc = None
     if record["exception"] is not None:
-        out["exception"] = "".join(
-            __import__("traceback").format_exception(*record["exception"]))
-    for k, v in extra.items():
-        out[k] = _MASK if _SECRET_KEY_RE.search(k) else _jsonable(v)
-    return redact(json.dumps(out, default=str, separators=(",", ":")))
+        exc = "".join(__import__("traceback").format_exception(*record["exception"]))
+    return _line(record["time"].astimezone(_dt.timezone.utc), record["level"].name,
+                 extra.pop("event", "LOG"), extra.pop("symbol", ""), record["message"],
+                 record["process"].id, extra.pop("ts_ms", None), extra, exc)
 
 
 def _patch(record: dict[str, Any]) -> None:
@@ -170,7 +195,85 @@ def add_append_sink(path: str | Path, level: str = "INFO") -> int:
 
 def log_event(event: str, msg: str = "", *, level: str = "INFO", **context: Any) -> None:
     """Log one structured event (``event`` plus full context fields)."""
+    w = _direct
+    if w is not None and w.log(event, msg or event, level, context):
+        return
     logger.bind(event=event, **context).log(level, msg or event)
+
+
+#: level name -> number (loguru's standard levels)
+_LEVEL_NO = {"TRACE": 5, "DEBUG": 10, "INFO": 20, "SUCCESS": 25, "WARNING": 30, "ERROR": 40,
+             "CRITICAL": 50}
+
+
+class DirectJsonLog:
+    """The JSON log of a process that is its only writer (a backtest), without loguru on the
+    hot path.
+
+    ``log_event`` calls below ``direct_below`` (the stderr sink's level) are rendered here into
+    exactly the line loguru's sink would write (same fields, order, masking, redaction) and
+    appended to ``path``; everything else (records at the stderr level, direct ``logger`` calls)
+    still goes through loguru, whose JSON sink is this object (``write``), so the file keeps
+    one writer and the order of calls. Records at ``level`` or above go to the file; events
+    named in ``keep`` (at INFO or above) are also kept in ``kept`` as parsed dicts.
+    Install with ``set_direct_log(obj)``; ``close()`` flushes the file."""
+
+    def __init__(self, path: Path | None, *, level: str = "INFO", direct_below: str = "WARNING",
+                 keep: frozenset[str] = frozenset()) -> None:
+        self.path = path
+        self._fh = open(path, "a", encoding="utf-8") if path is not None else None  # noqa: SIM115
+        self._level = _LEVEL_NO.get(level.upper(), 20)
+        self._below = _LEVEL_NO.get(direct_below.upper(), 30)
+        self._min = min(self._level, 20 if keep else self._level)
+        self._keep = keep
+        self._pid = os.getpid()
+        self.kept: list[dict[str, Any]] = []
+
+    @property
+    def sink_level(self) -> int:
+        """Lowest level this object wants from loguru."""
+        return self._min
+
+    def _emit(self, no: int, event: str, line: str) -> None:
+        if self._fh is not None and no >= self._level:
+            self._fh.write(line + "\n")
+        if no >= 20 and event in self._keep:
+            self.kept.append(json.loads(line))
+
+    def write(self, message: Any) -> None:
+        """loguru sink: records that did not take the direct path."""
+        rec = message.record
+        self._emit(rec["level"].no, rec["extra"].get("event", "LOG"), rec["extra"]["_json"])
+
+    def log(self, event: str, msg: str, level: str, context: dict[str, Any]) -> bool:
+        """Render and write one ``log_event``; False: not for the direct path (use loguru)."""
+        no = _LEVEL_NO.get(level)
+        if no is None or no >= self._below:
+            return False
+        if no < self._min:
+            return True
+        extra = dict(context)
+        symbol = extra.pop("symbol", "")
+        ts_ms = extra.pop("ts_ms", None)
+        line = _line(_dt.datetime.now(_dt.timezone.utc), level, event, symbol, redact(msg),
+                     self._pid, ts_ms, extra)
+        self._emit(no, event, line)
+        return True
+
+    def close(self) -> None:
+        """Flush and close the file (idempotent)."""
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+
+_direct: DirectJsonLog | None = None
+
+
+def set_direct_log(writer: DirectJsonLog | None) -> None:
+    """Route ``log_event`` of this process through ``writer`` (None: loguru only)."""
+    global _direct
+    _direct = writer
 
 
 # -- multi-process: actor processes forward rendered lines to thespian's logging process ------
