@@ -52,6 +52,10 @@ class PortfolioActor(GridActor):
         assert self.core is not None
         self._apply(self.core.announce(now_ms()))
 
+    def on_stop(self) -> None:
+        assert self.core is not None
+        self._apply(self.core.final_equity(now_ms()))
+
     def status(self) -> dict[str, Any]:
         base = super().status()
         if self.core is not None:

@@ -341,6 +341,13 @@ class PortfolioCore:
                           now_ms: int) -> None:
         fx.log("SYMBOL_STOPPED_SEEN", "WARNING", symbol=msg.symbol, reason=msg.reason)
 
+    def final_equity(self, now_ms: int) -> PortfolioEffects:
+        """At shutdown: the last EQUITY line, whatever the log throttle (so a report built from
+        the log ends at the true final equity)."""
+        fx = PortfolioEffects()
+        self._log_equity(fx, now_ms)
+        return fx
+
     def announce(self, now_ms: int) -> PortfolioEffects:
         """After (re)wiring: tell every risk/strategy actor the current limits and state."""
         fx = PortfolioEffects()

@@ -145,14 +145,9 @@ def test_accounting_closes_in_the_log_and_the_report(run: Run) -> None:
     assert cents(sum(D(syms[s]["pnl"]["net"]) for s in SYMBOLS), D(p["pnl"]["net"]))
 
 
-def test_accounting_matches_the_venue_account(run: Run, request: pytest.FixtureRequest) -> None:
+def test_accounting_matches_the_venue_account(run: Run) -> None:
     """The report's final equity is the exchange account's wallet + unrealized PnL, and per
     symbol its realized PnL, fees and funding are the venue's income records."""
-    if run.name == "open_end":
-        request.applymarker(pytest.mark.xfail(strict=True, reason=(
-            "the last EQUITY line lags the end of the run: the portfolio throttles EQUITY to "
-            "15 min and nothing flushes the pending line at the end, so a change in the last "
-            "minutes (mark price of an open position) never reaches the log")))
     eng = run.venue.engines[Market.FUTURES]
     acct = eng.futures_account(ACCOUNT)
     venue_equity = acct.wallet_balance + acct.unrealized_pnl
