@@ -269,6 +269,10 @@ class GatewayActor(GridActor):
                                          sender: ActorAddress) -> None:
         self._submit(self._do_reconcile, msg)
 
+    def receiveMsg_StopTrading(self, msg: m.StopTrading, sender: ActorAddress) -> None:
+        """Nothing to stop here: the gateway keeps its streams and REST worker so the OMS's
+        cancels and flatten order go out and their fills come back."""
+
     def receiveMsg_RequestHistory(self, msg: m.RequestHistory, sender: ActorAddress) -> None:
         self._submit(self._do_history, msg)
 
