@@ -47,6 +47,13 @@ FLATTEN_KEY = "flatten"
 MAX_FLATTEN_ATTEMPTS = 3
 _IN_FLIGHT = frozenset({OrderState.PENDING_NEW, OrderState.PENDING_CANCEL,
                         OrderState.PENDING_MODIFY})
+#: terminal records stay in the in-memory ledger this long (event time) after their last
+#: update: late or repeated events of an ended order still find it; older ones only live in
+#: the store's ``orders`` table (without pruning, every ledger scan and snapshot grows with
+#: the bot's whole history)
+TERMINAL_KEEP_MS = 24 * 3_600_000
+#: prune once the ledger has grown by this many records since the last prune
+PRUNE_EVERY = 256
 
 
 @dataclass
@@ -115,6 +122,7 @@ class OmsCore:
         self.stopping = state.stopping
         self.flatten_attempts = state.flatten_attempts
         self.filters: SymbolFilters | None = None
+        self._prune_at = PRUNE_EVERY
 
     def to_state(self) -> OmsState:
         """Snapshot."""
@@ -288,7 +296,17 @@ class OmsCore:
         handler = getattr(self, "_on_" + type(ev).__name__, None)
         if handler is None:
             return Effects()
-        return handler(ev)
+        fx = handler(ev)
+        if len(self.ledger) >= self._prune_at:
+            self.prune(ev.ts_event_ns // NS - TERMINAL_KEEP_MS)
+        return fx
+
+    def prune(self, before_ms: int) -> int:
+        """Forget terminal orders last updated before ``before_ms`` (called from ``on_event``
+        every ``PRUNE_EVERY`` new records with ``TERMINAL_KEEP_MS``); returns how many."""
+        n = self.ledger.prune(before_ms)
+        self._prune_at = len(self.ledger) + PRUNE_EVERY
+        return n
 
     def _trigger(self, ev: m.Message, cid: str, trigger: Trigger, **kw: Any) -> Effects:
         fx = Effects()
