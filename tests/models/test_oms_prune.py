@@ -38,7 +38,8 @@ def test_old_terminal_orders_are_pruned_open_and_recent_ones_kept() -> None:
     assert c.ledger.get(live) is not None and c.ledger.get(live).is_open
     assert all(c.ledger.get(x) is not None for x in recent)
     # a new order for a pruned key still gets a fresh client order id (generations kept)
-    fx = c.submit(m.SubmitOrder(symbol=SYM, key="L-1", side=Side.BUY, price=D("100.0"),
+    fx = c.submit(m.SubmitOrder(symbol=SYM, key="L-1", side=Side.BUY, order_type=OrderType.LIMIT,
+                                price=D("100.0"),
                                 qty=D("0.010"), reservation_id="r", ts_event_ns=late * NS))
     sent = [x.client_order_id for r, x in fx.sends if r == "gateway"]
     assert sent == ["gb-BTC-L-1-1"]
