@@ -31,6 +31,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from loguru import logger
 
 from actors.clock import now_ms
@@ -99,11 +100,33 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
+_ENCODER = json.JSONEncoder(default=str, separators=(",", ":"))
+_ts_cache: list[Any] = [None, ""]
+
+
+def _ts_text(ts: _dt.datetime) -> str:
+    """``ts`` (UTC) as ``YYYY-MM-DDTHH:MM:SS.mmmZ`` (the seconds part cached)."""
+    sec = ts.replace(microsecond=0)
+    if sec != _ts_cache[0]:
+        _ts_cache[0] = sec
+        _ts_cache[1] = ts.strftime("%Y-%m-%dT%H:%M:%S.")
+    return f"{_ts_cache[1]}{ts.microsecond // 1000:03d}Z"
+
+
+_FAST_ENCODER = msgspec.json.Encoder()
+_INF = float("inf")
+
+
 def _line(ts: _dt.datetime, level: str, event: str, symbol: str, message: str, pid: int,
-          ts_ms: Any, extra: dict[str, Any], exception: str | None = None) -> str:
-    """One JSON log line (``ts`` is a UTC datetime; ``extra``: the remaining context)."""
+          ts_ms: Any, extra: dict[str, Any], exception: str | None = None,
+          fast: bool = False) -> str:
+    """One JSON log line (``ts`` is a UTC datetime; ``extra``: the remaining context).
+
+    ``fast``: encode with msgspec when every context value is a plain scalar and no float is
+    NaN/inf (the same JSON values; floats may be spelt differently, e.g. ``1e16`` for
+    ``1e+16``, and non-ASCII text is not escaped); otherwise, and by default, ``json``."""
     out: dict[str, Any] = {
-        "ts": ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z",
+        "ts": _ts_text(ts),
         "level": level,
         "event": event,
         "symbol": symbol,
@@ -114,9 +137,27 @@ def _line(ts: _dt.datetime, level: str, event: str, symbol: str, message: str, p
     }
     if exception is not None:
         out["exception"] = exception
+    plain = _PLAIN
     for k, v in extra.items():
-        out[k] = _MASK if _masked(k) else _jsonable(v)
-    return redact(json.dumps(out, default=str, separators=(",", ":")))
+        if _masked(k):
+            out[k] = _MASK
+        elif type(v) in plain:
+            out[k] = v
+            if fast and type(v) is float and (v != v or v == _INF or v == -_INF):
+                fast = False
+        else:
+            out[k] = _jsonable(v)
+            if fast and type(out[k]) in (list, dict):
+                fast = False
+    text = ""
+    if fast:
+        try:
+            text = _FAST_ENCODER.encode(out).decode()
+        except (TypeError, ValueError, OverflowError):  # e.g. an int beyond 64 bits
+            text = ""
+    if not text:
+        text = _ENCODER.encode(out)
+    return redact(text) if _secrets else text
 
 
 def _render(record: dict[str, Any]) -> str:
@@ -256,7 +297,7 @@ class DirectJsonLog:
         symbol = extra.pop("symbol", "")
         ts_ms = extra.pop("ts_ms", None)
         line = _line(_dt.datetime.now(_dt.timezone.utc), level, event, symbol, redact(msg),
-                     self._pid, ts_ms, extra)
+                     self._pid, ts_ms, extra, fast=True)
         self._emit(no, event, line)
         return True
 
