@@ -564,6 +564,10 @@ def run_backtest(opts: BacktestOptions,
     out = opts.out_dir
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
+        if opts.log_file:
+            # a re-run into the same --out replaces the previous run's log (appending would mix
+            # two runs' fills and fees in the report)
+            (out / JSON_FILE).unlink(missing_ok=True)
     # logging: the run's JSON log plus an in-memory capture of the events we need
     # one file for the whole run (no rotation: the report reads it after the run)
     # (the JSON file and the capture are one DirectJsonLog: log_event lines below the stderr

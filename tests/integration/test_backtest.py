@@ -183,3 +183,19 @@ def test_cli_backtest_spot_writes_report(tmp_path: Path) -> None:
          "--from", "2025-01-05", "--to", "2025-01-04", "--out", str(tmp_path / "b")],
         cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "empty range" in bad.stderr
+
+
+def test_rerun_into_the_same_out_dir_replaces_the_log(tmp_path) -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    args = [sys.executable, str(repo / "run.py"), "backtest", "--symbols", "BTCUSDT",
+            "--market", "futures", "--from", "2025-03-01", "--to", "2025-03-02", "--out",
+            str(tmp_path / "bt")]
+    for _ in range(2):
+        r = subprocess.run(args, capture_output=True, text=True, timeout=120, cwd=str(repo))
+        assert r.returncode == 0, r.stderr[-2000:]
+    lines = (tmp_path / "bt" / "gridbot.jsonl").read_text().splitlines()
+    assert sum('"event":"BACKTEST_STARTED"' in x for x in lines) == 1
