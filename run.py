@@ -125,8 +125,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--balance", default=None, help="initial USDT balance (default: config sim)")
     p.add_argument("--fill-interval", default=None,
                    help="engine bar interval (default: the strategy's base interval)")
+    p.add_argument("--persist", action="store_true",
+                   help="write actor snapshots as live does (about 4x slower)")
     p.add_argument("--no-persist", action="store_true",
-                   help="skip actor snapshot writes (faster)")
+                   help="skip actor snapshot writes (the default)")
     p.set_defaults(handler=_resolve("supervision.backtest", "backtest_command", "backtest",
                                     "issue 7"))
 
