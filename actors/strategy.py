@@ -78,10 +78,7 @@ class StrategyActor(GridActor):
         self.history_requested = True
         last = self.runner.st.last_open_ms
         p = self.config.strategy
-        need_min = max(p.warmup_minutes, p.normalisation_window_minutes, p.rv_long_minutes,
-                       p.volume_window_minutes, p.trend_interval_minutes * 3 * p.adx_period)
-        # + the entry filter's minimum history, so entries can start right after warm-up
-        need = need_min * 60_000 // self.base_ms + p.conviction_filter.min_history_bars + 20
+        need = p.history_bars(self.base_ms) + 20
         start, limit = 0, need  # the latest `need` closed bars
         if last >= 0:
             missed = (now_ms() - last) // self.base_ms

@@ -37,10 +37,7 @@ def sim_config_for_bot(cfg: Config, args: argparse.Namespace | None, state_dir: 
     market = markets.pop() if len(markets) == 1 else "both"
     interval, iv_ms = base_interval(cfg)
     p = cfg.strategy
-    need_min = max(p.warmup_minutes, p.normalisation_window_minutes, p.rv_long_minutes,
-                   p.volume_window_minutes, p.trend_interval_minutes * 3 * p.adx_period)
-    warmup_bars = max(cfg.sim.warmup_bars,
-                      need_min * 60_000 // iv_ms + p.conviction_filter.min_history_bars + 50)
+    warmup_bars = max(cfg.sim.warmup_bars, p.history_bars(iv_ms) + 50)
     speed: Any = cfg.sim.speed
     arg_speed = getattr(args, "speed", None) if args is not None else None
     if arg_speed is not None:

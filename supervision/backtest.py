@@ -161,11 +161,8 @@ def backtest_config(cfg: Config, symbols: tuple[str, ...], market: Market,
 
 def history_need_ms(cfg: Config) -> int:
     """Warm-up history the strategy actor asks for at start (its ``on_wired`` rule) + margin."""
-    p = cfg.strategy
-    need_min = max(p.warmup_minutes, p.normalisation_window_minutes, p.rv_long_minutes,
-                   p.volume_window_minutes, p.trend_interval_minutes * 3 * p.adx_period)
     _iv, base_ms = base_interval(cfg)
-    bars = need_min * 60_000 // base_ms + p.conviction_filter.min_history_bars + 40
+    bars = cfg.strategy.history_bars(base_ms) + 40
     return bars * base_ms
 
 

@@ -371,14 +371,10 @@ def _parse_end(value: Any) -> int | None:
         return None
     if isinstance(value, (int, float)):
         return int(value)
-    try:
-        import datetime as _dt
+    from exchange_sim.marketdata import parse_time
 
-        txt = str(value).replace("Z", "+00:00")
-        d = _dt.datetime.fromisoformat(txt)
-        if d.tzinfo is None:
-            d = d.replace(tzinfo=_dt.timezone.utc)
-        return int(d.timestamp() * 1000)
+    try:
+        return parse_time(str(value))
     except ValueError:
         return None
 

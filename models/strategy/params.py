@@ -105,6 +105,16 @@ class StrategyParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     # baseline
     static_grid: StaticGridParams = msgspec.field(default_factory=StaticGridParams)
 
+    def history_bars(self, base_interval_ms: int) -> int:
+        """Closed base bars the strategy needs before it may trade: the longest feature window
+        (warm-up, normalisation, realised vol, volume, ADX on trend bars) plus the entry
+        filter's minimum history. The strategy actor asks for this much (+ a margin); the
+        embedded exchange and the backtest provide at least that."""
+        need_min = max(self.warmup_minutes, self.normalisation_window_minutes,
+                       self.rv_long_minutes, self.volume_window_minutes,
+                       self.trend_interval_minutes * 3 * self.adx_period)
+        return need_min * 60_000 // base_interval_ms + self.conviction_filter.min_history_bars
+
     def validate(self, path: str = "$.strategy") -> list[str]:
         """Semantic errors, each ``"JSONPATH: message"``; empty when valid."""
         errs: list[str] = []
