@@ -24,17 +24,27 @@ import msgspec
 from models.enums import Market, OrderType, Side, TimeInForce, TradingState
 from models.filters import SymbolFilters
 
-_id_state: list[Any] = [0, "", itertools.count(1)]  # pid, prefix, counter
+
+def _id_prefix() -> str:
+    return f"{os.getpid():x}.{time.time_ns() // 1_000_000:x}"
+
+
+_id_state: list[Any] = [_id_prefix(), itertools.count(1)]  # prefix, counter
+
+
+def _reset_ids() -> None:
+    _id_state[:] = [_id_prefix(), itertools.count(1)]
+
+
+# a forked actor process starts with its parent's counter state: give it ids of its own
+os.register_at_fork(after_in_child=_reset_ids)
 
 
 def new_msg_id() -> str:
     """A unique message id: pid + process start time (ms) + counter. Cheap, ordered, no
-    randomness; a forked actor process (same counter state as its parent) and a later process
-    with a reused pid both get a prefix of their own."""
-    pid = os.getpid()
-    if pid != _id_state[0]:
-        _id_state[:] = [pid, f"{pid:x}.{time.time_ns() // 1_000_000:x}", itertools.count(1)]
-    return f"{_id_state[1]}-{next(_id_state[2]):x}"
+    randomness; a forked actor process and a later process with a reused pid both get a
+    prefix of their own."""
+    return f"{_id_state[0]}-{next(_id_state[1]):x}"
 
 
 def now_ns() -> int:
