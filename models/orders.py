@@ -626,6 +626,8 @@ class OrderLedger:
         self._generations: dict[str, int] = {}
         self._by_intent: dict[str, str] = {}
         self._by_eid: dict[int, str] = {}
+        #: the open records in ``_orders`` order (None: rebuild on the next read)
+        self._open: dict[str, OrderRecord] | None = {}
 
     # -- access -------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -645,7 +647,13 @@ class OrderLedger:
 
     def open_orders(self) -> list[OrderRecord]:
         """Non-terminal orders, oldest first."""
-        return [r for r in self._orders.values() if r.is_open]
+        return list(self._open_index().values())
+
+    def _open_index(self) -> dict[str, OrderRecord]:
+        idx = self._open
+        if idx is None:
+            idx = self._open = {c: r for c, r in self._orders.items() if r.is_open}
+        return idx
 
     def terminal_orders(self) -> list[OrderRecord]:
         """Terminal orders, oldest first."""
@@ -653,8 +661,8 @@ class OrderLedger:
 
     def open_for_key(self, key: str) -> OrderRecord | None:
         """The live order of a grid key, if any."""
-        for r in self._orders.values():
-            if r.key == key and r.is_open:
+        for r in self._open_index().values():
+            if r.key == key:
                 return r
         return None
 
@@ -665,7 +673,16 @@ class OrderLedger:
     # -- mutation -----------------------------------------------------------------------------
     def put(self, rec: OrderRecord) -> None:
         """Store (or replace) a record and keep the indexes and generations in step."""
-        self._orders[rec.client_order_id] = rec
+        cid = rec.client_order_id
+        idx = self._open
+        if idx is not None:
+            if not rec.is_open:
+                idx.pop(cid, None)
+            elif cid in idx or cid not in self._orders:
+                idx[cid] = rec  # same position as in _orders (replaced, or both appended)
+            else:
+                self._open = None  # a terminal record reopened: rebuild in _orders order
+        self._orders[cid] = rec
         if rec.intent_id:
             self._by_intent[rec.intent_id] = rec.client_order_id
         if rec.exchange_order_id is not None:

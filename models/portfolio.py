@@ -150,12 +150,21 @@ class ReservationBook:
         self._commanded = TradingState.ACTIVE
         self._reported = TradingState.ACTIVE
         self._reason = ""
+        #: resting notional by (symbol, side), rebuilt lazily after any reservation change
+        self._rest: dict[tuple[str, Side], Decimal] | None = None
 
     # -- exposure -----------------------------------------------------------------------------
     def resting(self, symbol: str, side: Side) -> Decimal:
         """Reserved, unfilled notional of non-reduce-only orders on one side."""
-        return sum((r.remaining for r in self._open.values()
-                    if r.symbol == symbol and r.side is side and not r.reduce_only), ZERO)
+        c = self._rest
+        if c is None:  # exact Decimal sums, so caching them changes nothing
+            c = {}
+            for r in self._open.values():
+                if not r.reduce_only:
+                    k = (r.symbol, r.side)
+                    c[k] = c.get(k, ZERO) + r.remaining
+            self._rest = c
+        return c.get((symbol, side), ZERO)
 
     def worst_case(self, symbol: str, extra_buy: Decimal = ZERO,
                    extra_sell: Decimal = ZERO) -> Decimal:
@@ -259,6 +268,7 @@ class ReservationBook:
                                                      symbol=symbol, side=side,
                                                      remaining=notional,
                                                      reduce_only=reduce_only)
+            self._rest = None
         self._remember(reservation_id, ans)
         return ans
 
@@ -321,6 +331,7 @@ class ReservationBook:
             return
         used = min(filled_notional, r.remaining)
         r.remaining -= used
+        self._rest = None
         r.filled += filled_notional
         self.positions[r.symbol] = self.positions[r.symbol] + r.side.sign * filled_notional
         if r.remaining == ZERO:
@@ -328,7 +339,10 @@ class ReservationBook:
 
     def release(self, reservation_id: str) -> bool:
         """The order ended: return its unfilled notional. False if nothing was open."""
-        return self._open.pop(reservation_id, None) is not None
+        if self._open.pop(reservation_id, None) is None:
+            return False
+        self._rest = None
+        return True
 
     def reservation(self, reservation_id: str) -> Reservation | None:
         """An open reservation."""
@@ -361,6 +375,7 @@ class ReservationBook:
         book.leverage_cap = st.leverage_cap
         book.positions = dict(st.positions)
         book._open = {r.reservation_id: msgspec.structs.replace(r) for r in st.open}
+        book._rest = None
         book._answers = OrderedDict((a.reservation_id, a) for a in st.answers)
         book._commanded, book._reported, book._reason = st.commanded, st.reported, st.reason
         return book
