@@ -1532,8 +1532,11 @@ class Engine:
         if not self.futures:
             raise ExchangeError(-1000, "Mark price is only available on futures.")
         book = self._book(symbol)
+        if book.mark_ext is None:
+            # the fast-path bounds stop including liquidation prices (checked here from now
+            # on); later marks change no order bound, so the bounds stay valid
+            book.stale = True
         book.mark_ext = Decimal(price)
-        book.stale = True
         if self._multi and book.pos_accounts:
             self._epoch += 1
         events: list[Event] = []

@@ -368,11 +368,13 @@ class PortfolioCore:
         return fx
 
     # -- throttled output ---------------------------------------------------------------------------
+    def _equity_fields(self) -> dict[str, Any]:
+        return {"equity": self.equity(), "peak_equity": self.peak(),
+                "drawdown": self.drawdown(), "leverage": self.book.leverage(),
+                "leverage_cap": float(self.book.leverage_cap)}
+
     def _equity_msg(self, symbol: str, now_ms: int) -> m.EquityUpdated:
-        return m.EquityUpdated(**self._hdr(now_ms, symbol), equity=self.equity(),
-                               peak_equity=self.peak(), drawdown=self.drawdown(),
-                               leverage=self.book.leverage(),
-                               leverage_cap=float(self.book.leverage_cap))
+        return m.EquityUpdated(**self._hdr(now_ms, symbol), **self._equity_fields())
 
     def _equity_sig(self) -> str:
         return f"{self.equity()}|{self.book.leverage():.6f}|{self.book.leverage_cap}"
@@ -385,7 +387,9 @@ class PortfolioCore:
                 self._bc_pending = False
             elif self._bc_last_ms is None or now_ms - self._bc_last_ms >= self.broadcast_ms:
                 self._bc_sig, self._bc_last_ms, self._bc_pending = sig, now_ms, False
-                self._broadcast(fx, ("risk", "strategy"), lambda s: self._equity_msg(s, now_ms))
+                vals = self._equity_fields()
+                self._broadcast(fx, ("risk", "strategy"), lambda s: m.EquityUpdated(
+                    **self._hdr(now_ms, s), **vals))
             else:
                 waits.append((self.broadcast_ms - (now_ms - self._bc_last_ms)) / 1000.0)
         if self._log_pending and self.tracker is not None:
