@@ -8,6 +8,7 @@ normalised value is held. Funding and CME-gap inputs are optional: absent, they 
 from __future__ import annotations
 
 import math
+from math import log, sqrt, tanh
 
 from models.strategy.indicators import ADX, ATR, EMA, EWZ, RSI, BarAggregator, RollingMeanStd
 from models.strategy.params import StrategyParams
@@ -30,6 +31,7 @@ _BASE_IDX = (F_MOM_S, F_MOM_M, F_MOM_L, F_VOLRATIO, F_ATRPCT, F_RSI, F_STRETCH, 
 MINUTE_MS = 60_000
 DAY_MS = 86_400_000
 FUNDING_NORM_SPAN = 21  # settlements (one week at 8 h)
+_NAN = math.nan
 
 
 def bars_for(minutes: int, interval_ms: int) -> int:
@@ -44,7 +46,9 @@ class FeatureEngine(Stateful):
                  "n_rv_short", "n_rv_long", "wins", "cbuf", "rbuf", "rpos", "wsum", "since",
                  "atr", "rsi", "bb", "vol", "agg", "ema_f", "ema_s", "ema_f_prev", "atr_t",
                  "adx", "norms", "nmean", "nvar", "ncount", "alpha", "clip", "feats",
-                 "fund_hist", "last_open_ms")
+                 "fund_hist", "last_open_ms", "_dims", "_a8", "_oma8")
+    # constants derived from the params (rebuilt by __init__, never part of the state)
+    _transient = ("_dims", "_a8", "_oma8")
 
     def __init__(self, params: StrategyParams, base_interval_ms: int) -> None:
         p = params
@@ -92,6 +96,9 @@ class FeatureEngine(Stateful):
         self.feats = [0.0] * NF
         self.fund_hist: list[float] = []
         self.last_open_ms = -1
+        self._dims = (*self.wins, len(self.rbuf), len(self.cbuf))
+        self._a8 = tuple(self.alpha[i] for i in _BASE_IDX)
+        self._oma8 = tuple(1.0 - a for a in self._a8)
 
     # -- optional external inputs -------------------------------------------------------------
     def on_funding(self, rate: float) -> None:
@@ -112,7 +119,11 @@ class FeatureEngine(Stateful):
     # -- per bar --------------------------------------------------------------------------------
     def update(self, open_time_ms: int, o: float, h: float, lo: float, c: float,
                v: float) -> bool:
-        """Add one closed base bar; return True when warm (features usable)."""
+        """Add one closed base bar; return True when warm (features usable).
+
+        Hot path: the indicator updates (``ATR``, ``RSI``, ``RollingMeanStd``, ``EWZ``) are
+        inlined on their own state objects with the very same float operations in the same
+        order as their ``update`` methods, so the results are bit-identical to calling them."""
         if open_time_ms <= self.last_open_ms:
             raise ValueError(f"bar {open_time_ms} is not after {self.last_open_ms}")
         self.last_open_ms = open_time_ms
@@ -120,84 +131,204 @@ class FeatureEngine(Stateful):
         pc = self.prev_close
         self.prev_close = c
         self.close = c
-        r = math.log(c / pc) if pc == pc else 0.0
+        r = log(c / pc) if pc == pc else 0.0
         r2 = r * r
         cnt = self.count + 1  # bars seen including this one
         # rolling sums of r^2 over the five windows (ring of the last max-window values)
         rbuf = self.rbuf
-        R = len(rbuf)
         pos = self.rpos
         wsum = self.wsum
-        for k, n in enumerate(self.wins):
-            x = wsum[k] + r2 - (rbuf[(pos - n) % R] if cnt > n else 0.0)
-            wsum[k] = x if x > 0.0 else 0.0  # running sums of squares: no negative drift
+        n0, n1, n2, n3, n4, R, M = self._dims
+        x = wsum[0] + r2 - (rbuf[pos - n0] if cnt > n0 else 0.0)  # negative index wraps
+        w0 = wsum[0] = x if x > 0.0 else 0.0  # running sums of squares: no negative drift
+        x = wsum[1] + r2 - (rbuf[pos - n1] if cnt > n1 else 0.0)
+        w1 = wsum[1] = x if x > 0.0 else 0.0
+        x = wsum[2] + r2 - (rbuf[pos - n2] if cnt > n2 else 0.0)
+        w2 = wsum[2] = x if x > 0.0 else 0.0
+        x = wsum[3] + r2 - (rbuf[pos - n3] if cnt > n3 else 0.0)
+        w3 = wsum[3] = x if x > 0.0 else 0.0
+        x = wsum[4] + r2 - (rbuf[pos - n4] if cnt > n4 else 0.0)
+        w4 = wsum[4] = x if x > 0.0 else 0.0
         rbuf[pos] = r2
-        self.rpos = (pos + 1) % R
-        self.since += 1
-        if self.since >= R:
+        pos += 1
+        self.rpos = 0 if pos == R else pos
+        since = self.since + 1
+        self.since = since
+        if since >= R:
             self._resum()
+            w0, w1, w2, w3, w4 = wsum
         cbuf = self.cbuf
-        M = len(cbuf)
         cpos = (cnt - 1) % M
         cbuf[cpos] = c
-        raw = [math.nan] * 8  # base-timeframe features, in _BASE_IDX order
-        for j in range(3):
-            n = self.spans[j]
-            if cnt > n:
-                rv = wsum[j]
-                if rv > 0.0:
-                    raw[j] = math.log(c / cbuf[(cpos - n) % M]) / math.sqrt(rv)
-        if cnt > self.n_rv_short:
-            rl = wsum[4]
-            if rl > 0.0:
-                nl = self.n_rv_long
-                raw[3] = math.sqrt((wsum[3] / self.n_rv_short) / (rl / (nl if cnt > nl else cnt)))
-        atr = self.atr.update(h, lo, c)
+        # base-timeframe raw features (nan: not available), in _BASE_IDX order
+        nan = _NAN
+        x0 = x1 = x2 = x3 = x4 = x5 = x6 = x7 = nan
+        if cnt > n0 and w0 > 0.0:
+            x0 = log(c / cbuf[cpos - n0]) / sqrt(w0)
+        if cnt > n1 and w1 > 0.0:
+            x1 = log(c / cbuf[cpos - n1]) / sqrt(w1)
+        if cnt > n2 and w2 > 0.0:
+            x2 = log(c / cbuf[cpos - n2]) / sqrt(w2)
+        if cnt > n3 and w4 > 0.0:
+            x3 = sqrt((w3 / n3) / (w4 / (n4 if cnt > n4 else cnt)))
+        # ATR(atr_period): ATR.update + Wilder.update
+        ind = self.atr
+        ppc = ind.prev_close
+        if ppc != ppc:  # first bar
+            tr = h - lo
+        else:  # max(h - lo, |h - pc|, |lo - pc|)
+            tr = h - lo
+            d = h - ppc
+            if d < 0.0:
+                d = -d
+            if d > tr:
+                tr = d
+            d = lo - ppc
+            if d < 0.0:
+                d = -d
+            if d > tr:
+                tr = d
+        ind.prev_close = c
+        w = ind.rma
+        k = w.count + 1
+        w.count = k
+        wn = w.n
+        if k < wn:
+            w.acc += tr
+        elif k == wn:
+            w.value = (w.acc + tr) / wn
+        else:
+            w.value += (tr - w.value) / wn
+        atr = w.value
         if atr == atr:
-            raw[4] = atr / c
-        rsi = self.rsi.update(c)
+            x4 = atr / c
+        # RSI: RSI.update + 2 x Wilder.update
+        ind = self.rsi
+        ppc = ind.prev_close
+        ind.prev_close = c
+        if ppc == ppc:
+            d = c - ppc
+            w = ind.gain
+            k = w.count + 1
+            w.count = k
+            wn = w.n
+            x = d if d > 0 else 0.0
+            if k < wn:
+                w.acc += x
+            elif k == wn:
+                w.value = (w.acc + x) / wn
+            else:
+                w.value += (x - w.value) / wn
+            g = w.value
+            w = ind.loss
+            k = w.count + 1
+            w.count = k
+            x = -d if d < 0 else 0.0
+            if k < wn:
+                w.acc += x
+            elif k == wn:
+                w.value = (w.acc + x) / wn
+            else:
+                w.value += (x - w.value) / wn
+            ls = w.value
+            if g == g:
+                ind.value = 100.0 if ls == 0.0 else 100.0 - 100.0 / (1.0 + g / ls)
+        rsi = ind.value
         if rsi == rsi:
-            raw[5] = rsi - 50.0
-        bb = self.bb
-        bb.update(c)
-        if bb.count == bb.n:
-            sd = bb.std
-            if sd > 0.0:
-                raw[6] = (c - bb.mean) / sd
-        vol = self.vol
-        vol.update(v)
-        if vol.count >= 2:
-            sd = vol.std
-            if sd > 0.0:
-                raw[7] = (v - vol.mean) / sd
-        nmean, nvar, ncount, alpha = self.nmean, self.nvar, self.ncount, self.alpha
+            x5 = rsi - 50.0
+        # Bollinger z: RollingMeanStd.update + mean + std
+        ind = self.bb
+        n = ind.n
+        kk = ind.shift
+        if kk != kk:
+            kk = ind.shift = c
+        d = c - kk
+        k = ind.count
+        bpos = ind.pos
+        buf = ind.buf
+        if k == n:
+            ob = buf[bpos] - kk
+            s1 = ind.s1 = ind.s1 + (d - ob)
+            s2 = ind.s2 = ind.s2 + (d * d - ob * ob)
+        else:
+            k = ind.count = k + 1
+            s1 = ind.s1 = ind.s1 + d
+            s2 = ind.s2 = ind.s2 + d * d
+        buf[bpos] = c
+        bpos += 1
+        ind.pos = 0 if bpos == n else bpos
+        since = ind.since + 1
+        ind.since = since
+        if since >= n:
+            ind._reanchor()
+            kk, s1, s2 = ind.shift, ind.s1, ind.s2
+        if k == n:
+            m = s1 / k
+            va = s2 / k - m * m
+            if va > 0.0:
+                sd = sqrt(va)
+                x6 = (c - (kk + s1 / k)) / sd
+        # volume z: RollingMeanStd.update + mean + std
+        ind = self.vol
+        n = ind.n
+        kk = ind.shift
+        if kk != kk:
+            kk = ind.shift = v
+        d = v - kk
+        k = ind.count
+        bpos = ind.pos
+        buf = ind.buf
+        if k == n:
+            ob = buf[bpos] - kk
+            s1 = ind.s1 = ind.s1 + (d - ob)
+            s2 = ind.s2 = ind.s2 + (d * d - ob * ob)
+        else:
+            k = ind.count = k + 1
+            s1 = ind.s1 = ind.s1 + d
+            s2 = ind.s2 = ind.s2 + d * d
+        buf[bpos] = v
+        bpos += 1
+        ind.pos = 0 if bpos == n else bpos
+        since = ind.since + 1
+        ind.since = since
+        if since >= n:
+            ind._reanchor()
+            kk, s1, s2 = ind.shift, ind.s1, ind.s2
+        if k >= 2:
+            m = s1 / k
+            va = s2 / k - m * m
+            if va > 0.0:
+                sd = sqrt(va)
+                x7 = (v - (kk + s1 / k)) / sd
+        # normalise (EWZ recursion per feature, state in nmean/nvar/ncount)
+        nmean, nvar, ncount = self.nmean, self.nvar, self.ncount
         clip = self.clip
-        for i, x in zip(_BASE_IDX, raw, strict=True):
+        for i, x, a, oma in zip(_BASE_IDX, (x0, x1, x2, x3, x4, x5, x6, x7), self._a8,
+                                self._oma8, strict=False):
             if x != x:
                 continue
-            m = nmean[i]
+            mu = nmean[i]
             if ncount[i] == 0:
                 nmean[i] = x
                 feats[i] = 0.0
             else:
                 va = nvar[i]
                 if va > 0.0:
-                    z = (x - m) / math.sqrt(va)
+                    z = (x - mu) / sqrt(va)
                     z = clip if z > clip else (-clip if z < -clip else z)
-                    feats[i] = math.tanh(0.5 * z)
+                    feats[i] = tanh(0.5 * z)
                 else:
                     feats[i] = 0.0
-                a = alpha[i]
-                d = x - m
-                nmean[i] = m + a * d
-                nvar[i] = (1.0 - a) * (va + a * d * d)
+                d = x - mu
+                nmean[i] = mu + a * d
+                nvar[i] = oma * (va + a * d * d)
             ncount[i] += 1
-        if (open_time_ms + self.base_ms) % self.trend_ms == 0 or \
-                open_time_ms // self.trend_ms != self.agg.bucket:
-            for (to, th, tl, tc, _tv) in self.agg.update(open_time_ms, o, h, lo, c, v):
+        tms = self.trend_ms
+        agg = self.agg
+        if (open_time_ms + self.base_ms) % tms == 0 or open_time_ms // tms != agg.bucket:
+            for (to, th, tl, tc, _tv) in agg.update(open_time_ms, o, h, lo, c, v):
                 self._trend_bar(to, th, tl, tc)
         else:  # inside a trend bar: just extend it
-            agg = self.agg
             if h > agg.h:
                 agg.h = h
             if lo < agg.lo:
@@ -206,7 +337,10 @@ class FeatureEngine(Stateful):
             agg.v += v
         feats[F_WEEKEND] = 1.0 if (open_time_ms // DAY_MS + 3) % 7 >= 5 else 0.0
         self.count = cnt
-        return cnt >= self.warmup and atr == atr and self.atr_t.rma.value == self.atr_t.rma.value
+        if cnt >= self.warmup and atr == atr:
+            ta = self.atr_t.rma.value
+            return ta == ta
+        return False
 
     def _resum(self) -> None:
         """Recompute the window sums exactly (amortised O(1): once per ring length)."""
