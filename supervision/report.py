@@ -33,13 +33,14 @@ import base64
 import csv
 import datetime as _dt
 import html
-import io
+import importlib.util
 import json
 import math
 import sys
 from array import array
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -47,12 +48,12 @@ import msgspec
 import numpy as np
 
 from models import metrics as mx
+from supervision.report_charts import ChartPool, render_charts
 
 ZERO = Decimal(0)
 EXIT_OK, EXIT_BAD_INPUT = 0, 2
 QUOTES = ("USDT", "USDC", "FDUSD", "BUSD")
 LEVEL_NAMES = {0: "0 normal", 1: "1 reduced", 2: "2 deleveraged", 3: "3 halted"}
-MAX_PLOT_POINTS = 4000
 TRADE_COLUMNS = ("symbol", "side", "qty", "entry_price", "exit_price", "gross_pnl", "fees",
                  "funding", "net_pnl", "opened_ms", "closed_ms", "holding_s")
 EQUITY_COLUMNS = ("ts_ms", "time", "equity", "peak_equity", "drawdown", "leverage",
@@ -277,9 +278,39 @@ _MAIN = {"EQUITY", "DRAWDOWN_LEVEL", "TRADE_CLOSED", "ORDER_FILLED", "ORDER_PLAC
          "FUNDING_PAID"}
 
 
-class _Collected:
-    """One pass over the records: the events the analysis walks in time order (trimmed),
-    STRATEGY prices/conviction as compact per-symbol arrays, STATUS leverage maxima."""
+def _plain(v: Any) -> Any:
+    """A log context value as the JSON log writes it (Decimal -> str, Enum -> value, structs
+    and containers recursively), so records fed unrendered give the numbers the file gives."""
+    if type(v) in _PLAIN:
+        return v
+    if isinstance(v, Decimal):
+        return str(v)
+    if isinstance(v, Enum):
+        return _plain(v.value)
+    if isinstance(v, Mapping):
+        return {str(k): _plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple, set, frozenset)):
+        return [_plain(x) for x in v]
+    if hasattr(v, "__struct_fields__"):
+        return {f: _plain(getattr(v, f)) for f in v.__struct_fields__}
+    if isinstance(v, (str, int, float, bool)):
+        return v
+    return str(v)
+
+
+_PLAIN = (str, int, float, bool, type(None))
+
+
+class ReportCollector:
+    """Everything the report needs from a run's log records, collected incrementally (one pass,
+    in log order): the events the analysis walks in time order (trimmed), STRATEGY prices and
+    conviction as compact per-symbol arrays, STATUS leverage maxima, event counts and span.
+
+    Feed it every record the JSON log file receives, in file order, through any mix of
+    ``add`` (a parsed record), ``add_line`` (a JSON line), ``add_event`` (an unrendered
+    ``log_event`` call) or the field-level ``add_strategy``/``add_status``/``add_other``; then
+    pass it to ``build_report(..., events=collector)``. Fed the same records, every path gives
+    the same report as reading the file."""
 
     def __init__(self) -> None:
         self.main: list[tuple[int, int, Mapping[str, Any]]] = []
@@ -289,46 +320,120 @@ class _Collected:
         self.weights: dict[str, Any] | None = None
         self.first_ts: int | None = None
         self.last_ts: int | None = None
+        self.warnings: list[str] = []
+        self.bad_lines = 0
         self._seq = 0
+        self._dec = msgspec.json.Decoder()
+        self._sdec = msgspec.json.Decoder(_Strat, strict=False)
 
-    def add(self, rec: Mapping[str, Any] | _Strat) -> None:
-        if isinstance(rec, _Strat):
-            kind = "STRATEGY"
-            t = rec.ts_ms if rec.ts_ms is not None else _ts({"ts": rec.ts})
-            symbol, close, lv, sv = rec.symbol, rec.close, rec.L, rec.S
-        elif isinstance(rec, Mapping):
-            kind = str(rec.get("event"))
-            t = _ts(rec)
-            symbol = rec.get("symbol") if isinstance(rec.get("symbol"), str) else ""
-            if kind == "STRATEGY":
-                close, lv, sv = rec.get("close"), rec.get("L"), rec.get("S")
-            if isinstance(rec.get("weights"), dict):
-                self.weights = rec["weights"]
-        else:
-            return
+    def _seen(self, kind: str, t: int | None) -> bool:
         self.counts[kind] = self.counts.get(kind, 0) + 1
         if t is None:
+            return False
+        if self.first_ts is None or t < self.first_ts:
+            self.first_ts = t
+        if self.last_ts is None or t > self.last_ts:
+            self.last_ts = t
+        return True
+
+    def add_strategy(self, symbol: str, ts_ms: int | None, close: float | None, L: float | None,
+                     S: float | None) -> None:
+        """A STRATEGY record: the close (price chart, benchmark) and conviction L/S."""
+        if not self._seen("STRATEGY", ts_ms) or not symbol:
             return
-        self.first_ts = t if self.first_ts is None else min(self.first_ts, t)
-        self.last_ts = t if self.last_ts is None else max(self.last_ts, t)
+        a = self.strat.get(symbol)
+        if a is None:
+            a = self.strat[symbol] = (array("q"), array("d"), array("d"), array("d"))
+        a[0].append(ts_ms)  # type: ignore[arg-type]
+        a[1].append(_f(close) if close is not None else math.nan)
+        a[2].append(_f(L))
+        a[3].append(_f(S))
+
+    def add_status(self, symbol: str, ts_ms: int | None, leverage: float | None) -> None:
+        """A STATUS record: the symbol's current leverage (per-symbol maximum)."""
+        if not self._seen("STATUS", ts_ms) or not symbol or leverage is None:
+            return
+        lev = _f(leverage)
+        self.status_lev[symbol] = max(lev, self.status_lev.get(symbol, lev))
+
+    def add_other(self, event: str, ts_ms: int | None) -> None:
+        """A record whose fields the report does not read (it still counts, and its time
+        extends the run's span)."""
+        self._seen(event, ts_ms)
+
+    def add(self, rec: Mapping[str, Any] | _Strat) -> None:
+        """One parsed log record (a dict as ``json.loads`` gives it)."""
+        if isinstance(rec, _Strat):
+            t = rec.ts_ms if rec.ts_ms is not None else _ts({"ts": rec.ts})
+            self.add_strategy(rec.symbol, t, rec.close, rec.L, rec.S)
+            return
+        if not isinstance(rec, Mapping):
+            return
+        kind = str(rec.get("event"))
+        t = _ts(rec)
+        w = rec.get("weights")
+        if isinstance(w, dict):
+            self.weights = w
+        symbol = rec.get("symbol")
+        symbol = symbol if isinstance(symbol, str) else ""
         if kind == "STRATEGY":
-            if symbol:
-                a = self.strat.setdefault(symbol, (array("q"), array("d"), array("d"),
-                                                   array("d")))
-                a[0].append(t)
-                a[1].append(_f(close) if close is not None else math.nan)
-                a[2].append(_f(lv))
-                a[3].append(_f(sv))
+            self.add_strategy(symbol, t, rec.get("close"), rec.get("L"), rec.get("S"))
         elif kind == "STATUS":
-            if symbol and rec.get("leverage") is not None:  # type: ignore[union-attr]
-                lev = _f(rec.get("leverage"))  # type: ignore[union-attr]
-                self.status_lev[symbol] = max(lev, self.status_lev.get(symbol, lev))
-        elif kind in _MAIN:
+            self.add_status(symbol, t, rec.get("leverage"))
+        elif kind not in _MAIN:
+            self._seen(kind, t)
+        elif self._seen(kind, t):
             keep = _KEEP.get(kind)
             ev = rec if keep is None else {"event": kind, "symbol": symbol,
-                                           **{k: rec.get(k) for k in keep}}  # type: ignore
+                                           **{k: rec.get(k) for k in keep}}
             self.main.append((t, self._seq, ev))  # type: ignore[arg-type]
             self._seq += 1
+
+    def add_line(self, line: str | bytes) -> None:
+        """One JSON log line (a line that is not a JSON object is counted in ``bad_lines``
+        and reported as a warning)."""
+        raw = line.encode() if isinstance(line, str) else line
+        rec: Any = None
+        try:
+            if _STRAT_MARK in raw:
+                try:
+                    rec = self._sdec.decode(raw)
+                except msgspec.ValidationError:
+                    rec = None
+                if rec is None or rec.event != "STRATEGY":
+                    rec = self._dec.decode(raw)
+            else:
+                rec = self._dec.decode(raw)
+        except (msgspec.DecodeError, UnicodeDecodeError):
+            rec = None
+        if isinstance(rec, (dict, _Strat)):
+            self.add(rec)
+        elif raw.strip():
+            self.bad_lines += 1
+            if self.bad_lines == 1:
+                self.warnings.append("a log line fed to the report is not a JSON object; "
+                                     "ignored")
+
+    def add_event(self, event: str, symbol: str, ts_ms: int | None,
+                  fields: Mapping[str, Any], level: str = "INFO") -> None:
+        """One ``log_event(event, symbol=..., **fields)`` call as the JSON log would record it
+        (``ts_ms``: the record's event time; ``level``: its log level), without rendering
+        or parsing a line. Values may be Decimal, Enum, msgspec structs, ..."""
+        if event == "STRATEGY":
+            self.add_strategy(symbol, ts_ms, _num(fields.get("close")), _num(fields.get("L")),
+                              _num(fields.get("S")))
+        elif event == "STATUS":
+            self.add_status(symbol, ts_ms, _num(fields.get("leverage")))
+        elif event not in _MAIN and "weights" not in fields:
+            self._seen(event, ts_ms)
+        else:
+            rec: dict[str, Any] = {"level": level, "event": event, "symbol": symbol,
+                                   "ts_ms": ts_ms}
+            keep = _KEEP.get(event)
+            for k, v in fields.items():
+                if keep is None or k in keep or k == "weights":
+                    rec[k] = _plain(v)
+            self.add(rec)
 
     def strategy_series(self, symbol: str) -> tuple[Any, Any, Any, Any]:
         """(ts, close, L, S) numpy arrays of a symbol, in time order."""
@@ -340,6 +445,14 @@ class _Collected:
         order = np.argsort(t, kind="stable")
         return (t[order], np.frombuffer(a[1])[order], np.frombuffer(a[2])[order],
                 np.frombuffer(a[3])[order])
+
+
+_Collected = ReportCollector  # the former private name
+
+
+def _num(v: Any) -> Any:
+    """A context number as the JSON log gives it back (Decimal -> its string's float)."""
+    return float(v) if isinstance(v, Decimal) else v
 
 
 def _weights(symbols: Sequence[str], meta: Mapping[str, Any],
@@ -357,9 +470,9 @@ def _weights(symbols: Sequence[str], meta: Mapping[str, Any],
     return {s: v / total for s, v in w.items()}, source
 
 
-def collect(records: Iterable[Mapping[str, Any] | _Strat]) -> _Collected:
+def collect(records: Iterable[Mapping[str, Any] | _Strat]) -> ReportCollector:
     """One pass over log records (dicts, or STRATEGY structs from ``iter_log(fast=True)``)."""
-    c = _Collected()
+    c = ReportCollector()
     for r in records:
         c.add(r)
     return c
@@ -379,13 +492,13 @@ def _parse_end(value: Any) -> int | None:
         return None
 
 
-def analyse(events: Iterable[Mapping[str, Any]] | _Collected, *,
+def analyse(events: Iterable[Mapping[str, Any]] | ReportCollector, *,
             benchmark_prices: Mapping[str, Sequence[tuple[int, Any]]] | None = None,
             meta: Mapping[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """(report dict, chart data) from log records. Raises ``ReportError`` without EQUITY."""
     meta = dict(meta or {})
     quote = str(meta.get("quote_asset", "USDT"))
-    col = events if isinstance(events, _Collected) else collect(events)
+    col = events if isinstance(events, ReportCollector) else collect(events)
     col.main.sort(key=lambda x: (x[0], x[1]))
     evs = [(t, ev) for t, _, ev in col.main]
     if not any(ev.get("event") == "EQUITY" for _, ev in evs):
@@ -485,7 +598,7 @@ def analyse(events: Iterable[Mapping[str, Any]] | _Collected, *,
     start_ms, end_ms = eq_t[0], eq_t[-1]
     names = sorted(syms)
     weights, wsource = _weights(names, meta, col.weights)
-    warnings: list[str] = []
+    warnings: list[str] = list(col.warnings)
 
     # per symbol
     per_sym: dict[str, Any] = {}
@@ -709,13 +822,15 @@ def _clean(o: Any) -> Any:
 
 
 def build_report(out_dir: str | Path, log_path: str | Path | None = None, *,
-                 events: Iterable[Mapping[str, Any]] | None = None,
+                 events: Iterable[Mapping[str, Any]] | ReportCollector | None = None,
                  benchmark_prices: Mapping[str, Sequence[tuple[int, Any]]] | None = None,
                  meta: Mapping[str, Any] | None = None, charts: bool = True,
-                 overwrite_csv: bool = False) -> dict[str, Any]:
+                 overwrite_csv: bool = False, pool: ChartPool | None = None) -> dict[str, Any]:
     """Write report.json, report.html, PNG charts and trades.csv/equity.csv (derived from the
     log when missing, or always with ``overwrite_csv``) into ``out_dir``; return the report
-    dict. Raises ``ReportError`` on bad input."""
+    dict. ``events``: parsed records or a ``ReportCollector`` fed during the run, instead of
+    reading ``log_path``. ``pool``: a started ``ChartPool`` draws the charts (else this
+    process does). Raises ``ReportError`` on bad input."""
     warnings: list[str] = []
     if events is None:
         if log_path is None:
@@ -732,12 +847,12 @@ def build_report(out_dir: str | Path, log_path: str | Path | None = None, *,
     images: dict[str, bytes] = {}
     if charts:
         try:
-            import matplotlib
+            import matplotlib  # noqa: F401 - present? (the workers import it themselves)
         except ImportError as e:
             report["warnings"].append(f"charts skipped: {e} (pip install 'gridbot[report]')")
         else:
-            matplotlib.use("Agg")
-            images = render_charts(chart)
+            images = (pool.render(chart, report["warnings"]) if pool is not None
+                      else render_charts(chart, report["warnings"]))
             for name, png in images.items():
                 (out / name).write_bytes(png)
     report["files"] = sorted(["report.json", "report.html", "trades.csv", "equity.csv",
@@ -746,105 +861,6 @@ def build_report(out_dir: str | Path, log_path: str | Path | None = None, *,
     (out / "report.json").write_text(json.dumps(report, indent=2, default=_json_default))
     (out / "report.html").write_text(render_html(report, images))
     return report
-
-
-# -- charts (matplotlib, Agg) -------------------------------------------------------------------
-def _thin(t: Sequence[int], v: Sequence[float], n: int = MAX_PLOT_POINTS
-          ) -> tuple[list[Any], list[float]]:
-    """At most ~n points (every k-th, always the last) as datetimes for plotting."""
-    k = max(1, len(t) // n)
-    idx = list(range(0, len(t), k))
-    if idx and idx[-1] != len(t) - 1:
-        idx.append(len(t) - 1)
-    return [_dtm(t[i]) for i in idx], [v[i] for i in idx]
-
-
-def _dtm(ts_ms: int) -> _dt.datetime:
-    return _dt.datetime.fromtimestamp(ts_ms / 1000, _dt.timezone.utc).replace(tzinfo=None)
-
-
-def _png(fig: Any) -> bytes:
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buf, format="png", dpi=90)
-    plt.close(fig)
-    return buf.getvalue()
-
-
-def render_charts(chart: Mapping[str, Any]) -> dict[str, bytes]:
-    """PNG bytes by file name: equity.png, drawdown.png, price_<SYM>.png (fills marked),
-    conviction_<SYM>.png (L and S). Needs matplotlib with the Agg backend selected."""
-    import matplotlib.pyplot as plt
-
-    out: dict[str, bytes] = {}
-    eq_t, eq_v = chart["equity"]
-    fig, ax = plt.subplots(figsize=(11, 4))
-    ax.plot(*_thin(eq_t, eq_v), label="equity", color="#1f77b4", lw=1.2)
-    bt, bv = chart["benchmark"]
-    if len(bt):
-        ax.plot(*_thin(bt, bv), label="buy & hold (weighted)", color="#999", lw=1)
-    ax.set_title("Portfolio equity")
-    ax.set_ylabel("quote")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="best")
-    out["equity.png"] = _png(fig)
-
-    dd = mx.drawdown_series(eq_v)
-    fig, ax = plt.subplots(figsize=(11, 3))
-    x, y = _thin(eq_t, [float(d) * 100 for d in dd])
-    ax.fill_between(x, y, 0, color="#d62728", alpha=0.4, step="post")
-    ax.plot(x, y, color="#d62728", lw=0.8, drawstyle="steps-post")
-    lvls = chart.get("dd_levels") or []
-    for lvl in lvls:
-        ax.axhline(lvl * 100, color="#555", lw=0.6, ls="--")
-    marks = "/".join(f"{lv * 100:g}" for lv in lvls)
-    ax.set_title(f"Drawdown (%) with brake levels {marks} %" if lvls else "Drawdown (%)")
-    ax.grid(alpha=0.3)
-    out["drawdown.png"] = _png(fig)
-
-    if chart["symbol_curves"]:
-        fig, ax = plt.subplots(figsize=(11, 3.5))
-        for name, (ct, cv) in chart["symbol_curves"].items():
-            base = chart["bases"][name]
-            ax.plot(*_thin(ct, [v - base for v in cv]), lw=1, label=name)
-        ax.axhline(0, color="#555", lw=0.6)
-        ax.set_title("PnL by symbol (realized - fees + funding + unrealized)")
-        ax.set_ylabel("quote")
-        ax.grid(alpha=0.3)
-        ax.legend(loc="best")
-        out["symbol_pnl.png"] = _png(fig)
-
-    for name, (pt, pv) in chart["prices"].items():
-        fills = chart["fills"].get(name) or []
-        if not len(pt) and not fills:
-            continue
-        fig, ax = plt.subplots(figsize=(11, 4))
-        if len(pt):
-            ax.plot(*_thin(pt, pv), color="#333", lw=0.8, label="close")
-        for side, mk, col in (("BUY", "^", "#2ca02c"), ("SELL", "v", "#d62728")):
-            pts = [(f[0], f[2]) for f in fills if f[1] == side]
-            if pts:
-                ax.scatter([_dtm(p[0]) for p in pts], [p[1] for p in pts], marker=mk, s=18,
-                           color=col, label=f"{side.lower()} fills ({len(pts)})", zorder=3)
-        ax.set_title(f"{name}: price and fills")
-        ax.grid(alpha=0.3)
-        ax.legend(loc="best")
-        out[f"price_{name}.png"] = _png(fig)
-
-    for name, (t, lv, sv) in chart["conviction"].items():
-        if not len(t):
-            continue
-        fig, ax = plt.subplots(figsize=(11, 3))
-        ax.plot(*_thin(t, lv), color="#2ca02c", lw=0.8, label="L (long)")
-        ax.plot(*_thin(t, sv), color="#d62728", lw=0.8, label="S (short)")
-        ax.set_ylim(-0.02, 1.02)
-        ax.set_title(f"{name}: conviction")
-        ax.grid(alpha=0.3)
-        ax.legend(loc="best")
-        out[f"conviction_{name}.png"] = _png(fig)
-    return out
 
 
 # -- html ---------------------------------------------------------------------------------------
@@ -1035,6 +1051,13 @@ def render_html(report: Mapping[str, Any], images: Mapping[str, bytes]) -> str:
     return "\n".join(p for p in parts if p)
 
 
+def _have_matplotlib() -> bool:
+    try:
+        return importlib.util.find_spec("matplotlib") is not None
+    except (ValueError, ImportError):  # e.g. sys.modules["matplotlib"] is None
+        return False
+
+
 # -- CLI ----------------------------------------------------------------------------------------
 def report_command(args: argparse.Namespace) -> int:
     """``run.py report LOGFILE --out DIR``: 0 on success, 2 on bad input."""
@@ -1043,11 +1066,16 @@ def report_command(args: argparse.Namespace) -> int:
     # anywhere else derive fresh ones (never leave a previous run's CSVs beside this report)
     log_dir = log if log.is_dir() else log.parent
     keep = out.exists() and out.resolve() == log_dir.resolve()
+    # the workers import matplotlib while this process reads the log
+    pool = ChartPool() if _have_matplotlib() else None
     try:
-        rep = build_report(out, log, overwrite_csv=not keep)
+        rep = build_report(out, log, overwrite_csv=not keep, pool=pool)
     except ReportError as e:
         print(f"gridbot report: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    finally:
+        if pool is not None:
+            pool.close()
     for w in rep["warnings"]:
         print(f"gridbot report: warning: {w}", file=sys.stderr)
     p = rep["portfolio"]
@@ -1057,6 +1085,6 @@ def report_command(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-__all__ = ["ReportError", "analyse", "build_report", "collect", "iter_log", "read_log",
-           "render_charts",
+__all__ = ["ChartPool", "ReportCollector", "ReportError", "analyse", "build_report", "collect",
+           "iter_log", "read_log", "render_charts",
            "render_html", "report_command"]
