@@ -20,7 +20,8 @@ close by then. The driver (``supervision/backtest.py``) owns the venue and regis
 id (``register_venue``); the actor finds it from ``BacktestAttach``.
 
 Event order per fill bar (as the embedded exchange emits them): order/account events of the
-bar's fills, then ``MarkPriceUpdated`` + ``FundingRateUpdated`` (futures), ``BookUpdated``,
+bar's fills, then ``MarkPriceUpdated`` + ``FundingRateUpdated`` (futures; the latter only when
+the rate or the next funding time changed, as the live stream reader does), ``BookUpdated``,
 funding settlements due, and the ``KlineClosed`` of a base bar that closed.
 """
 
@@ -102,6 +103,9 @@ class SymbolFeed:
     fill_close: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     pending: list[m.Message] = field(default_factory=list)
     last_volume: float = 0.0
+    #: (rate, next funding time) last emitted: like the live stream reader, a
+    #: FundingRateUpdated goes out only when one of them changes
+    funding_last: tuple[Decimal, int] | None = None
 
     def __post_init__(self) -> None:
         self.fill_close = np.asarray(self.fill.open_time, dtype=np.int64) + self.fill.interval_ms
@@ -245,10 +249,12 @@ class BacktestVenue:
                 nxt = f.funding[f.fund_i] if f.fund_i < len(f.funding) else None
                 out.append(m.MarkPriceUpdated(symbol=symbol, ts_event_ns=ts, mark_price=close_d,
                                               index_price=close_d))
-                out.append(m.FundingRateUpdated(
-                    symbol=symbol, ts_event_ns=ts,
-                    funding_rate=nxt[1] if nxt else ZERO,
-                    next_funding_time_ms=nxt[0] if nxt else 0))
+                fkey = (nxt[1], nxt[0]) if nxt else (ZERO, 0)
+                if fkey != f.funding_last:
+                    f.funding_last = fkey
+                    out.append(m.FundingRateUpdated(symbol=symbol, ts_event_ns=ts,
+                                                    funding_rate=fkey[0],
+                                                    next_funding_time_ms=fkey[1]))
             # the embedded exchange's book at the bar close: best bid = the last trade price
             # visible then (the open of the next bar when it starts now), ask one tick above,
             # quantity 1/40 of the bar's volume on the step grid, at least the minimum
