@@ -90,6 +90,10 @@ class StrategyRunner:
         self.funding: float | None = None
         self.last_values: StrategyValues | None = None
         self.last_close = 0.0
+        # views of st.open_orders, rebuilt when that list is replaced (on_open_orders, restore)
+        self._views_of: list[m.OpenOrderRow] | None = None
+        self._views_cache: list[OpenOrderView] = []
+        self._pos_view: PositionView | None = None
 
     # -- persistence --------------------------------------------------------------------------
     def to_state(self) -> RunnerState:
@@ -126,14 +130,17 @@ class StrategyRunner:
         return n
 
     def _bar(self, bar: Bar) -> StrategyValues | None:
-        self.st.last_open_ms = bar.open_time_ms
-        self.st.bars += 1
+        st = self.st
+        st.last_open_ms = bar.open_time_ms
+        bars = st.bars = st.bars + 1
         self.last_close = bar.close
         v = self.strategy.on_bar(bar)
         if v is not None:
             self.last_values = v
-        for k in [k for k, b in self.st.inflight.items() if self.st.bars - b > INFLIGHT_BARS]:
-            del self.st.inflight[k]
+        inflight = st.inflight
+        if inflight:
+            for k in [k for k, b in inflight.items() if bars - b > INFLIGHT_BARS]:
+                del inflight[k]
         return v
 
     def on_kline(self, k: m.KlineClosed) -> tuple[StrategyValues | None, list[m.Message]]:
@@ -240,8 +247,18 @@ class StrategyRunner:
                           equity=st.equity)
 
     def _views(self) -> list[OpenOrderView]:
+        """OpenOrderViews of ``st.open_orders`` (frozen, so reused until the list is replaced;
+        a fresh list per plan, as the strategy may keep it)."""
+        rows = self.st.open_orders
+        if self._views_of is not rows:
+            self._views_cache = self._make_views(rows)
+            self._views_of = rows
+        return list(self._views_cache)
+
+    @staticmethod
+    def _make_views(rows: list[m.OpenOrderRow]) -> list[OpenOrderView]:
         out = []
-        for r in self.st.open_orders:
+        for r in rows:
             out.append(OpenOrderView(
                 key=r.key, client_order_id=r.client_order_id, side=r.side,
                 price=r.price if r.price is not None else ZERO, qty=r.qty - r.filled_qty,
@@ -262,10 +279,15 @@ class StrategyRunner:
         # order, and a plan must not depend on which won (backtest == live).
         mv = MarketView(last_price=self.last_close, bid_qty=bid_qty, ask_qty=ask_qty,
                         funding_rate=self.funding, ts_ms=ts_ms)
-        pos = PositionView(qty=st.position_qty, entry_price=st.entry_price,
-                           opened_ms=st.opened_ms)
+        pos = self._pos_view
+        if pos is None or pos.qty is not st.position_qty or \
+                pos.entry_price is not st.entry_price or pos.opened_ms != st.opened_ms:
+            pos = self._pos_view = PositionView(qty=st.position_qty, entry_price=st.entry_price,
+                                                opened_ms=st.opened_ms)
         acts = self.strategy.plan_actions(mv, pos, self._views(), self.risk_inputs(),
                                           self.filters, self.market)
+        if not (acts.cancel or acts.modify or acts.place):
+            return []
         v = self.last_values
         base_ctx = {} if v is None else {
             "b_up": v.b_up, "c_up": v.c_up, "b_down": v.b_down, "c_down": v.c_down,
