@@ -24,7 +24,7 @@ from models.strategy.features import (
 )
 from models.strategy.ordering import diff_orders
 from models.strategy.params import StrategyParams
-from models.strategy.planner import PlannerState, PlanResult, grid_spacing, plan_orders
+from models.strategy.planner import PlannerState, PlanResult, plan_orders
 from models.strategy.snapshot import Stateful
 from models.strategy.systems import SystemSpec, bias_share
 from models.strategy.types import (
@@ -48,8 +48,8 @@ class AdaptiveStrategy(Stateful):
     """Adaptive grid driven by the three-system ensemble (see docs/STRATEGY.md)."""
 
     __slots__ = ("params", "symbol", "base_ms", "seed", "weights", "eng", "filt", "ps", "warm",
-                 "last", "last_plan", "_up", "_down", "_neu", "_k")
-    _transient = ("params", "weights", "last", "last_plan", "_up", "_down", "_neu", "_k")
+                 "last", "last_plan", "_up", "_down", "_neu", "_k", "_g")
+    _transient = ("params", "weights", "last", "last_plan", "_up", "_down", "_neu", "_k", "_g")
 
     def __init__(self, params: StrategyParams, symbol: str, base_interval_ms: int,
                  seed: int = 0, initial_weights: Weights | None = None) -> None:
@@ -74,6 +74,8 @@ class AdaptiveStrategy(Stateful):
                    p.trend_confidence_floor, p.volume_confidence_mult,
                    p.volatility_confidence_mult, p.weekend_confidence_factor,
                    sw.w_up, sw.w_neu_long, sw.v_down, sw.v_neu_short)
+        self._g = (p.baseline_spacing_multiplier, p.vol_mult, p.spacing_conviction_mult,
+                   p.spacing_imbalance_mult * 0.0, p.spacing_clamp_min, p.spacing_clamp_max)
 
     def _set_specs(self) -> None:
         w = self.weights
@@ -133,9 +135,18 @@ class AdaptiveStrategy(Stateful):
         atr = eng.atr_t.rma.value
         vf = f[F_ATRPCT]
         vf = vf if vf > 0.0 else 0.0
+        # planner.grid_spacing(atr, vf, conv, 0.0, p) for L and S, same operations
+        bsm, vmult, scm, sim0, cmin, cmax = self._g
+        num = bsm * atr * (1.0 + vmult * vf)
+        lo = cmin * atr
+        hi = cmax * atr
+        raw = num / (1.0 + scm * L + sim0)
+        sp_l = lo if raw < lo else (hi if raw > hi else raw)
+        raw = num / (1.0 + scm * S + sim0)
+        sp_s = lo if raw < lo else (hi if raw > hi else raw)
         v = StrategyValues(bar.close_time_ms, b_up, c_up, b_dn, c_dn, b_neu, c_neu, L, S,
-                           tuple(f), FEATURE_NAMES, atr, adx, grid_spacing(atr, vf, L, 0.0, p),
-                           grid_spacing(atr, vf, S, 0.0, p), long_ok, short_ok, bar.close)
+                           tuple(f), FEATURE_NAMES, atr, adx, sp_l, sp_s, long_ok, short_ok,
+                           bar.close)
         self.last = v
         return v
 

@@ -39,18 +39,26 @@ class ConvictionFilter(Stateful):
 
     def update(self, L: float, S: float) -> tuple[bool, bool]:
         """Test L and S against their histories, then add them; return (long_ok, short_ok)."""
-        oks = []
-        for h, x in ((self.hist_l, L), (self.hist_s, S)):
-            w = h.window
-            s = h.sorted
-            k = len(s)
-            oks.append(k >= self.min_hist and k > 0 and x >= self.min_conv
-                       and x >= s[int(self.pct / 100.0 * (k - 1))])
-            if k == h.n:  # RollingPercentile.push, inlined (hot path)
-                del s[bisect_left(s, w.popleft())]
-            w.append(x)
-            insort(s, x)
-        return oks[0], oks[1]
+        q = self.pct / 100.0
+        mh = self.min_hist
+        mc = self.min_conv
+        h = self.hist_l
+        s = h.sorted
+        k = len(s)
+        long_ok = k >= mh and k > 0 and L >= mc and L >= s[int(q * (k - 1))]
+        if k == h.n:  # RollingPercentile.push, inlined (hot path)
+            del s[bisect_left(s, h.window.popleft())]
+        h.window.append(L)
+        insort(s, L)
+        h = self.hist_s
+        s = h.sorted
+        k = len(s)
+        short_ok = k >= mh and k > 0 and S >= mc and S >= s[int(q * (k - 1))]
+        if k == h.n:
+            del s[bisect_left(s, h.window.popleft())]
+        h.window.append(S)
+        insort(s, S)
+        return long_ok, short_ok
 
     def _ok(self, h: RollingPercentile, x: float) -> bool:
         if len(h) < self.min_hist or len(h) == 0 or x < self.min_conv:

@@ -160,9 +160,12 @@ class PlannerState(Stateful):
     def on_values(self, L: float, S: float, p: StrategyParams) -> None:
         """Once per bar: advance the bar counter and the conviction-decay counters."""
         self.bar_index += 1
-        for ss, conv in ((self.long, L), (self.short, S)):
-            if ss.in_pos:
-                ss.decay = ss.decay + 1 if conv < p.sl_decay_fraction * ss.entry_conv else 0
+        ss = self.long
+        if ss.in_pos:
+            ss.decay = ss.decay + 1 if L < p.sl_decay_fraction * ss.entry_conv else 0
+        ss = self.short
+        if ss.in_pos:
+            ss.decay = ss.decay + 1 if S < p.sl_decay_fraction * ss.entry_conv else 0
 
 
 class PlanResult:

@@ -16,40 +16,40 @@ from collections.abc import Sequence
 class SystemSpec:
     """Sparse weight vector of one system (indices and weights of its non-zero features)."""
 
-    __slots__ = ("idx", "w", "absw", "pairs")
+    __slots__ = ("idx", "w", "absw", "pairs", "triples")
 
     def __init__(self, weights: Sequence[float]) -> None:
         self.idx = tuple(i for i, w in enumerate(weights) if w != 0.0)
         self.w = tuple(float(weights[i]) for i in self.idx)
         self.absw = tuple(abs(w) for w in self.w)
         self.pairs = tuple(zip(self.idx, self.w, strict=True))
+        self.triples = tuple(zip(self.idx, self.w, self.absw, strict=True))
 
 
 def bias_share(spec: SystemSpec, f: Sequence[float], bias_gain: float,
                strength_gain: float) -> tuple[float, float, float]:
-    """Return (b, share * strength, x) for feature vector ``f``."""
-    conts = [w * f[i] for i, w in spec.pairs]
-    x = 0.0
-    for cv in conts:
+    """Return (b, share * strength, x) for feature vector ``f``.
+
+    One pass: x sums the contributions in index order; the |w| of the non-zero contributions
+    (``tot``) and of the positive and negative ones accumulate in the same order, so ``tot``
+    and the agreeing share are the same sums as a second pass over the agreeing ones."""
+    x = tot = pos = neg = 0.0
+    for i, w, aw in spec.triples:
+        cv = w * f[i]
         x += cv
+        if cv > 0.0:
+            tot += aw
+            pos += aw
+        elif cv < 0.0:
+            tot += aw
+            neg += aw
+        elif cv != 0.0:  # nan: counted in the total, agrees with neither sign
+            tot += aw
     if x == 0.0:
         return 0.0, 0.0, x
-    agree = tot = 0.0
     if x > 0.0:
-        for cv, aw in zip(conts, spec.absw, strict=True):
-            if cv != 0.0:
-                tot += aw
-                if cv > 0.0:
-                    agree += aw
-        ax = x
-    else:
-        for cv, aw in zip(conts, spec.absw, strict=True):
-            if cv != 0.0:
-                tot += aw
-                if cv < 0.0:
-                    agree += aw
-        ax = -x
-    return math.tanh(bias_gain * x), (agree / tot) * (1.0 - math.exp(-strength_gain * ax)), x
+        return math.tanh(bias_gain * x), (pos / tot) * (1.0 - math.exp(-strength_gain * x)), x
+    return math.tanh(bias_gain * x), (neg / tot) * (1.0 - math.exp(-strength_gain * -x)), x
 
 
 def adx_factor(adx: float, lo: float, hi: float) -> float:
