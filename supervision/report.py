@@ -509,7 +509,10 @@ def analyse(events: Iterable[Mapping[str, Any]] | ReportCollector, *,
     def sym(name: Any) -> _Sym | None:
         if not isinstance(name, str) or not name:
             return None
-        return syms.setdefault(name, _Sym())
+        s = syms.get(name)
+        if s is None:
+            s = syms[name] = _Sym()
+        return s
 
     for name in col.strat:
         sym(name)
