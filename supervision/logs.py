@@ -117,14 +117,37 @@ _FAST_ENCODER = msgspec.json.Encoder()
 _INF = float("inf")
 
 
+def _conv(value: Any, ok: list[bool]) -> Any:
+    """``_jsonable`` that also clears ``ok[0]`` when the value cannot take the msgspec path
+    (a non-finite float anywhere, or a type only ``json`` renders the usual way)."""
+    t = type(value)
+    if t is str or t is int or t is bool or value is None:
+        return value
+    if t is float:
+        if value != value or value == _INF or value == -_INF:
+            ok[0] = False
+        return value
+    if t is dict:
+        return {str(k): (_MASK if _masked(str(k)) else _conv(v, ok)) for k, v in value.items()}
+    if t is list or t is tuple:
+        return [_conv(v, ok) for v in value]
+    out = _jsonable(value)
+    if type(out) in (dict, list):
+        ok[0] = False  # nested containers of other types: the json encoder, as before
+    elif type(out) is float and (out != out or out == _INF or out == -_INF):
+        ok[0] = False
+    return out
+
+
 def _line(ts: _dt.datetime, level: str, event: str, symbol: str, message: str, pid: int,
           ts_ms: Any, extra: dict[str, Any], exception: str | None = None,
-          fast: bool = False) -> str:
+          fast: bool = False, obj_out: list[dict[str, Any]] | None = None) -> str:
     """One JSON log line (``ts`` is a UTC datetime; ``extra``: the remaining context).
 
-    ``fast``: encode with msgspec when every context value is a plain scalar and no float is
-    NaN/inf (the same JSON values; floats may be spelt differently, e.g. ``1e16`` for
-    ``1e+16``, and non-ASCII text is not escaped); otherwise, and by default, ``json``."""
+    ``fast``: encode with msgspec when every context value (nested dicts and lists included)
+    is plain and no float is NaN/inf (the same JSON values; floats may be spelt differently,
+    e.g. ``1e16`` for ``1e+16``, and non-ASCII text is not escaped); otherwise, and by
+    default, ``json``. ``obj_out``: receives the JSON-ready dict that was encoded."""
     out: dict[str, Any] = {
         "ts": _ts_text(ts),
         "level": level,
@@ -137,26 +160,19 @@ def _line(ts: _dt.datetime, level: str, event: str, symbol: str, message: str, p
     }
     if exception is not None:
         out["exception"] = exception
-    plain = _PLAIN
+    ok = [fast]
     for k, v in extra.items():
-        if _masked(k):
-            out[k] = _MASK
-        elif type(v) in plain:
-            out[k] = v
-            if fast and type(v) is float and (v != v or v == _INF or v == -_INF):
-                fast = False
-        else:
-            out[k] = _jsonable(v)
-            if fast and type(out[k]) in (list, dict):
-                fast = False
+        out[k] = _MASK if _masked(k) else _conv(v, ok)
     text = ""
-    if fast:
+    if ok[0]:
         try:
             text = _FAST_ENCODER.encode(out).decode()
         except (TypeError, ValueError, OverflowError):  # e.g. an int beyond 64 bits
             text = ""
     if not text:
         text = _ENCODER.encode(out)
+    if obj_out is not None:
+        obj_out.append(out)
     return redact(text) if _secrets else text
 
 
@@ -275,11 +291,11 @@ class DirectJsonLog:
         """Lowest level this object wants from loguru."""
         return self._min
 
-    def _emit(self, no: int, event: str, line: str) -> None:
+    def _emit(self, no: int, event: str, line: str, obj: dict[str, Any] | None = None) -> None:
         if self._fh is not None and no >= self._level:
             self._fh.write(line + "\n")
         if no >= 20 and event in self._keep:
-            self.kept.append(json.loads(line))
+            self.kept.append(obj if obj is not None else json.loads(line))
 
     def write(self, message: Any) -> None:
         """loguru sink: records that did not take the direct path."""
@@ -296,9 +312,12 @@ class DirectJsonLog:
         extra = dict(context)
         symbol = extra.pop("symbol", "")
         ts_ms = extra.pop("ts_ms", None)
+        objs: list[dict[str, Any]] = []
         line = _line(_dt.datetime.now(_dt.timezone.utc), level, event, symbol, redact(msg),
-                     self._pid, ts_ms, extra, fast=True)
-        self._emit(no, event, line)
+                     self._pid, ts_ms, extra, fast=True, obj_out=objs)
+        # the rendered dict is what parsing the line gives back (no secret can be in it when
+        # none is registered; otherwise re-read the redacted line)
+        self._emit(no, event, line, objs[0] if objs and not _secrets else None)
         return True
 
     def close(self) -> None:

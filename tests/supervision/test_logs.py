@@ -74,3 +74,37 @@ def test_ts_ms_follows_the_installed_clock(log_path: Path) -> None:
     assert a["ts_ms"] == 1_735_689_600_000
     assert b["ts_ms"] == 42
     assert c["ts_ms"] > 1_735_689_600_000 + 10**9
+
+
+def test_direct_log_lines_and_kept_events(tmp_path: Path) -> None:
+    """A backtest's direct writer: the kept dict equals the parsed line; nested contexts take
+    the fast encoder unless a float is not finite (then json, spelling NaN as before)."""
+    from models.enums import Side
+
+    path = tmp_path / "direct.jsonl"
+    w = logs.DirectJsonLog(path, level="INFO", direct_below="ERROR",
+                           keep=frozenset({"ORDER_PLACED"}))
+    logs.set_direct_log(w)
+    try:
+        ctx = {"L": 0.25, "features": {"rsi": -0.5, "funding": 0.0}, "levels": (1, 2)}
+        logs.log_event("ORDER_PLACED", symbol="BTCUSDT", ts_ms=1_700_000_000_000,
+                       side=Side.BUY, price=Decimal("100.10"), strategy_context=ctx,
+                       api_secret="hunter2")
+        logs.log_event("ORDER_PLACED", symbol="BTCUSDT", ts_ms=1_700_000_000_001,
+                       strategy_context={"x": float("nan")})
+        logs.log_event("STRATEGY", symbol="BTCUSDT", ts_ms=1_700_000_000_002, L=0.1)
+    finally:
+        logs.set_direct_log(None)
+        w.close()
+    lines = path.read_text().splitlines()
+    assert len(lines) == 3
+    first = json.loads(lines[0])
+    assert first["strategy_context"] == {"L": 0.25, "features": {"rsi": -0.5, "funding": 0.0},
+                                         "levels": [1, 2]}
+    assert first["price"] == "100.10" and first["side"] == "BUY"
+    assert first["api_secret"] != "hunter2" and "hunter2" not in lines[0]
+    assert '"x": NaN' in lines[1] or '"x":NaN' in lines[1]
+    assert len(w.kept) == 2  # STRATEGY is not kept
+    assert w.kept[0] == first
+    assert json.dumps(w.kept[1], sort_keys=True) == json.dumps(json.loads(lines[1]),
+                                                               sort_keys=True)
