@@ -7,13 +7,16 @@ the same numbers. Methods are in ``models.metrics`` and docs/REPORT.md.
 API::
 
     build_report(out_dir, log_path=None, *, events=None, benchmark_prices=None, meta=None,
-                 charts=True, overwrite_csv=False) -> dict
+                 charts=True, overwrite_csv=False, pool=None) -> dict
 
 * ``out_dir``: where ``report.json``, ``report.html``, the PNGs and ``trades.csv``/
   ``equity.csv`` are written (created if needed). Existing CSVs (the backtest's own) are kept
   unless ``overwrite_csv``; ``run.py report`` overwrites them except in the log's directory.
 * ``log_path``: the run's ``gridbot.jsonl`` (a directory: every ``gridbot*.jsonl`` in it);
-  or pass ``events`` (already-parsed records) instead.
+  or pass ``events`` instead: parsed records, or a ``ReportCollector`` fed while the run
+  logged (no re-read of the file; same report).
+* ``pool``: a ``ChartPool`` (``supervision.report_charts``) started early draws the charts in
+  worker processes; without it they are drawn here.
 * ``benchmark_prices``: ``{symbol: [(ts_ms, close), ...]}`` for buy-and-hold; default: the
   ``close`` of the STRATEGY events.
 * ``meta``: copied into ``report["meta"]``; read: ``initial_equity`` (default: the first
