@@ -717,6 +717,20 @@ class SymbolRiskCore:
         self.stopping = True
 
     # -- status -----------------------------------------------------------------------------------
+    def _leverage(self) -> float:
+        eq = self.s.equity
+        return round(float(abs(self.ledger.qty * self.s.mark) / eq), 4) if eq > ZERO else 0.0
+
+    def status_line(self) -> dict[str, Any]:
+        """The backtest's periodic STATUS fields (the same values as ``status``)."""
+        lg = self.ledger
+        b = self.s.brake
+        level = b.level if b is not None else 0
+        return {"position": fmt_money(lg.qty), "entry_price": fmt_money(lg.avg_entry),
+                "unrealized_pnl": fmt_money(lg.unrealized(self.s.mark)),
+                "realized_pnl": fmt_money(lg.realized_net), "open_orders": len(self.s.orders),
+                "leverage": self._leverage(), "drawdown_level": level}
+
     def status(self) -> dict[str, Any]:
         """Fields for ``run.py status`` and the supervisor's STATUS line."""
         lg, mark = self.ledger, self.s.mark
@@ -727,7 +741,7 @@ class SymbolRiskCore:
             "mark_price": fmt_money(mark), "unrealized_pnl": fmt_money(lg.unrealized(mark)),
             "realized_pnl": fmt_money(lg.realized_net), "fees": fmt_money(lg.fees),
             "funding": fmt_money(lg.funding), "equity": fmt_money(eq),
-            "leverage": round(float(abs(lg.qty * mark) / eq), 4) if eq > ZERO else 0.0,
+            "leverage": self._leverage(),
             "leverage_cap": b.leverage_cap, "drawdown_level": b.level,
             "drawdown": round(b.drawdown, 6), "trading_state": self.s.trading_state.value,
             "live_orders": len(self.s.orders), "pending_reservations": len(self.s.pending),

@@ -690,10 +690,10 @@ def _drive(asys: Any, venue: BacktestVenue, wake: SimWakeups, clk: aclock.SimClo
     status_ms = int(cfg.supervision.status_interval_s * 1000)
     next_status = opts.start_ms + status_ms
     gws = {s: addrs[f"{s}.gateway"] for s in feeds}
-    # STATUS lines read the risk actors' status() directly (what a StatusRequested would
-    # answer): one thread, between bars, nothing in flight
+    # STATUS lines read the risk cores directly (the figures a StatusRequested would answer):
+    # one thread, between bars, nothing in flight
     reg = asys._systemBase.actorRegistry
-    risks = {s: reg[addrs[f"{s}.risk"].actorAddressString].instance for s in feeds}
+    risks = {s: reg[addrs[f"{s}.risk"].actorAddressString].instance.core for s in feeds}
     done = 0
     while True:
         t = venue.next_time()
@@ -714,12 +714,7 @@ def _drive(asys: Any, venue: BacktestVenue, wake: SimWakeups, clk: aclock.SimClo
         if t >= next_status:
             next_status = t - t % status_ms + status_ms
             for sym in sorted(feeds):
-                d = risks[sym].status()
-                log_event("STATUS", symbol=sym, position=d.get("position"),
-                          entry_price=d.get("entry_price"),
-                          unrealized_pnl=d.get("unrealized_pnl"),
-                          realized_pnl=d.get("realized_pnl"), open_orders=d.get("live_orders"),
-                          leverage=d.get("leverage"), drawdown_level=d.get("drawdown_level"))
+                log_event("STATUS", symbol=sym, **risks[sym].status_line())
         prog.update(done, t)
         if on_step is not None:
             on_step(t)

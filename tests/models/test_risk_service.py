@@ -365,3 +365,21 @@ def test_flatten_position_from_strategy_and_cancels_forwarded() -> None:
     one = m.CancelOrder(symbol=SYM, client_order_id=cid("L1"))
     assert sent(c.handle(one, T0), "order") == [one]
     assert sent(c.handle(m.CancelAllOrders(symbol=SYM), T0), "order", m.CancelAllOrders)
+
+
+def test_status_line_matches_status() -> None:
+    """The backtest's STATUS fields are status()'s values, open or flat."""
+    c = core()
+
+    def same() -> None:
+        st, ln = c.status(), c.status_line()
+        assert ln == {"position": st["position"], "entry_price": st["entry_price"],
+                      "unrealized_pnl": st["unrealized_pnl"], "realized_pnl": st["realized_pnl"],
+                      "open_orders": st["live_orders"], "leverage": st["leverage"],
+                      "drawdown_level": st["drawdown_level"]}
+
+    same()
+    c.handle(fill("L1", BUY, "50000", "0.010", 11, fee="0.20"), T0)
+    c.handle(m.MarkPriceUpdated(symbol=SYM, mark_price=D("50500")), T0 + S)
+    same()
+    assert c.status_line()["unrealized_pnl"] == "5" and c.status_line()["leverage"] > 0
