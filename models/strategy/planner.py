@@ -88,8 +88,9 @@ class SideState(Stateful):
     """Planner state of one side (lattice, position bookkeeping, TP trailing, SL decay)."""
 
     __slots__ = ("sign", "origin", "spacing", "top", "in_pos", "entry_conv", "opened_ms",
-                 "tp_init", "tp_dist", "decay", "cooldown_until", "exit_bar", "sticky", "_cache")
-    _transient = ("_cache",)
+                 "tp_init", "tp_dist", "decay", "cooldown_until", "exit_bar", "sticky", "_cache",
+                 "_hold")
+    _transient = ("_cache", "_hold")
 
     def __init__(self, sign: int) -> None:
         self.sign = sign
@@ -106,9 +107,12 @@ class SideState(Stateful):
         self.exit_bar = -1
         self.sticky: dict[str, float] = {}
         self._cache: dict[str, tuple[float, float, DesiredOrder]] = {}
+        # "hold" orders by key, reused while the OpenOrderView is the same object
+        self._hold: dict[str, tuple[OpenOrderView, DesiredOrder]] = {}
 
     def _after_restore(self) -> None:
         self._cache = {}
+        self._hold = {}
 
     def anchor(self, price: float, spacing: float) -> None:
         """Re-anchor the lattice at ``price`` with ``spacing``."""
@@ -296,6 +300,8 @@ def plan_orders(v: StrategyValues, st: PlannerState, market: MarketView,
         if why:
             res.skipped.append((tag, why))
             prox = p.proximity_atr * atr
+            hold_old = ss._hold
+            hold: dict[str, tuple[OpenOrderView, DesiredOrder]] = {}
             for o in open_orders:
                 if o.kind != KIND_ENTRY or o.side != entry_side:
                     continue
@@ -303,9 +309,15 @@ def plan_orders(v: StrategyValues, st: PlannerState, market: MarketView,
                     res.cancel_reasons[o.key] = "proximity" if why in (
                         "below_percentile", "low_conviction") else why
                 else:
-                    res.desired.append(DesiredOrder(
-                        key=o.key, side=o.side, kind=KIND_ENTRY, price=o.price, qty=o.qty,
-                        reduce_only=o.reduce_only, reason="hold"))
+                    h = hold_old.get(o.key)
+                    if h is not None and h[0] is o:
+                        d = h[1]
+                    else:
+                        d = DesiredOrder(key=o.key, side=o.side, kind=KIND_ENTRY, price=o.price,
+                                         qty=o.qty, reduce_only=o.reduce_only, reason="hold")
+                    hold[o.key] = (o, d)
+                    res.desired.append(d)
+            ss._hold = hold
             continue
         # lattice maintenance
         if ss.spacing <= 0.0:
@@ -323,8 +335,12 @@ def plan_orders(v: StrategyValues, st: PlannerState, market: MarketView,
         tol = p.qty_tolerance
         n_placed = 0
         idx = ss.top
+        origin = ss.origin
+        step = ss.spacing
+        cap = budget * (1.0 + 1e-9)
+        cache = ss._cache
         for _j in range(p.grid_levels):
-            lp = ss.level_price(idx)
+            lp = origin + idx * step  # ss.level_price(idx)
             key = f"{tag}{idx}"
             idx -= sgn
             if (lp - P) * sgn >= 0.0 or lp <= 0.0:
@@ -334,10 +350,10 @@ def plan_orders(v: StrategyValues, st: PlannerState, market: MarketView,
             if old is not None and abs(qty - old) <= tol * old:
                 qty = old
             notional = qty * lp
-            if used + notional > budget * (1.0 + 1e-9):
+            if used + notional > cap:
                 res.skipped.append((tag, "budget"))
                 break
-            hit = ss._cache.get(key)
+            hit = cache.get(key)
             if hit is not None and hit[0] == lp and hit[1] == qty:
                 d = hit[2]
                 res.desired.append(d)
