@@ -14,6 +14,7 @@ import time
 from decimal import Decimal
 from pathlib import Path
 
+import msgspec
 import numpy as np
 
 from exchange_sim.marketdata import default_data_dir
@@ -43,6 +44,54 @@ def _rows(n: int) -> tuple[np.ndarray, str]:
     t = 1_600_000_020_000 - 1_600_000_020_000 % 60_000 + 60_000 * np.arange(n)
     return np.column_stack([t, o, np.maximum(o, c) * 1.0003, np.minimum(o, c) * 0.9997, c,
                             rng.lognormal(3, 0.5, n)]), "synthetic"
+
+
+def _runner_us(kind: str, rows: np.ndarray, filters: SymbolFilters) -> float:
+    """us per KlineClosed through a ready ``StrategyRunner`` (futures), as the strategy actor
+    runs it: commands applied to a minimal OMS stand-in (placed at once, never filled), open
+    orders reported when they change."""
+    from models import messages as m
+    from models.strategy.runner import StrategyRunner
+
+    params = StrategyParams(kind=kind)
+    r = StrategyRunner(params, "BTCUSDT", Market.FUTURES, 0.45, 0.3, 5.0, 60_000)
+    warm = 1500
+    r.history([m.KlineRow(int(x[0]), int(x[0]) + 59_999, float(x[1]), float(x[2]),
+                          float(x[3]), float(x[4]), float(x[5])) for x in rows[:warm]])
+    r.on_filters(filters)
+    r.on_reconciled()
+    r.on_equity(m.EquityUpdated(equity=Decimal(10_000), peak_equity=Decimal(10_000),
+                                drawdown=0.0, leverage=0.0, leverage_cap=5.0))
+    ks = [m.KlineClosed(symbol="BTCUSDT", interval="1m", open_time_ms=int(x[0]),
+                        close_time_ms=int(x[0]) + 59_999, open=float(x[1]), high=float(x[2]),
+                        low=float(x[3]), close=float(x[4]), volume=float(x[5]),
+                        ts_event_ns=(int(x[0]) + 59_999) * 1_000_000) for x in rows[warm:]]
+    open_rows: dict[str, m.OpenOrderRow] = {}
+    seq = 0
+    spent = 0.0
+    on_kline = r.on_kline
+    for k in ks:
+        t0 = time.perf_counter()
+        _v, cmds = on_kline(k)
+        spent += time.perf_counter() - t0
+        for c in cmds:
+            if isinstance(c, m.PlaceOrder):
+                seq += 1
+                cid = f"c{seq}"
+                r.on_placed(m.OrderPlaced(client_order_id=cid, key=c.key, side=c.side,
+                                          order_type=c.order_type, price=c.price, qty=c.qty))
+                if c.price is not None:
+                    open_rows[cid] = m.OpenOrderRow(client_order_id=cid, key=c.key,
+                                                    side=c.side, price=c.price, qty=c.qty,
+                                                    kind=c.kind, reduce_only=c.reduce_only)
+            elif isinstance(c, m.ModifyOrder) and c.client_order_id in open_rows:
+                open_rows[c.client_order_id] = msgspec.structs.replace(
+                    open_rows[c.client_order_id], price=c.price, qty=c.qty)
+            elif isinstance(c, m.CancelOrder):
+                open_rows.pop(c.client_order_id, None)
+        if cmds:
+            r.on_open_orders(m.OpenOrdersReported(orders=list(open_rows.values())))
+    return spent / len(ks) * 1e6
 
 
 def main() -> None:
@@ -86,6 +135,7 @@ def main() -> None:
             res[mode] = round(n / dt)
         out[kind] = {f"{k}_steps_per_s": v for k, v in res.items()}
         out[kind]["bars"] = len(bars) - warm_n
+        out[kind]["runner_on_kline_us"] = round(_runner_us(kind, rows, filters), 2)
     t0 = time.perf_counter()
     s = make_strategy(StrategyParams(), "BTCUSDT", 60_000)
     for b in bars[:3000]:
