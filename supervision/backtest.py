@@ -571,8 +571,12 @@ def run_backtest(opts: BacktestOptions,
     # level skip loguru, the rest reach it through loguru, in call order)
     stderr_level = "ERROR" if opts.progress else "WARNING"
     configure_logging(None, level=cfg.logging.level, stderr=True, stderr_level=stderr_level)
+    # the report is fed while the run logs (no re-read of gridbot.jsonl), and its chart
+    # workers import matplotlib on the other core during the replay
+    collector, pool = _report_helpers(opts)
     jlog = DirectJsonLog(out / JSON_FILE if (out is not None and opts.log_file) else None,
-                         level=cfg.logging.level, direct_below=stderr_level, keep=KEEP_EVENTS)
+                         level=cfg.logging.level, direct_below=stderr_level, keep=KEEP_EVENTS,
+                         collector=collector)
     cap_id = logger.add(jlog, level=jlog.sink_level, format="{message}")
     set_direct_log(jlog)
     thes_log = logging.getLogger("Thespian")
@@ -610,6 +614,10 @@ def run_backtest(opts: BacktestOptions,
                   final_equity=res.final_equity, wall_s=round(time.perf_counter() - t0, 3))
         for a in addrs.values():
             asys.tell(a, _exit_request())
+    except BaseException:
+        if pool is not None:
+            pool.close()
+        raise
     finally:
         res.wall_s = time.perf_counter() - t0
         res.messages = delivery.count
@@ -630,13 +638,39 @@ def run_backtest(opts: BacktestOptions,
     res.trades = [e for e in ev if e.get("event") == "TRADE_CLOSED"]
     res.equity = [e for e in ev if e.get("event") == "EQUITY"]
     res.fills_log = [e for e in ev if e.get("event") == "ORDER_FILLED"]
-    if out is not None:
-        write_trades_csv(out / "trades.csv", res.trades)
-        write_equity_csv(out / "equity.csv", res.equity)
-        (out / "summary.json").write_text(json.dumps(res.summary(), indent=2))
-        if opts.report:
-            res.report = _report(out, opts, res, feeds)
+    try:
+        if out is not None:
+            write_trades_csv(out / "trades.csv", res.trades)
+            write_equity_csv(out / "equity.csv", res.equity)
+            (out / "summary.json").write_text(json.dumps(res.summary(), indent=2))
+            if opts.report:
+                res.report = _report(out, opts, res, feeds, collector, pool)
+    finally:
+        if pool is not None:
+            pool.close()
     return res
+
+
+def _report_helpers(opts: BacktestOptions) -> tuple[Any, Any]:
+    """(ReportCollector, ChartPool) for a run that writes a report (None where not needed or
+    the report extra is missing)."""
+    if opts.out_dir is None or not opts.report:
+        return None, None
+    try:
+        from supervision.report import ReportCollector
+    except ImportError:
+        return None, None
+    pool = None
+    if opts.charts:
+        try:
+            import matplotlib  # noqa: F401 - only to know whether charts can be drawn
+
+            from supervision.report_charts import ChartPool
+        except ImportError:
+            pass
+        else:
+            pool = ChartPool()
+    return ReportCollector(), pool
 
 
 def _exit_request() -> Any:
@@ -763,7 +797,8 @@ def _benchmark(feeds: dict[str, SymbolFeed], start: int, end: int
 
 
 def _report(out: Path, opts: BacktestOptions, res: BacktestResult,
-            feeds: dict[str, SymbolFeed]) -> dict[str, Any] | None:
+            feeds: dict[str, SymbolFeed], collector: Any = None,
+            pool: Any = None) -> dict[str, Any] | None:
     try:
         from supervision.report import build_report
     except ImportError as e:
@@ -775,11 +810,13 @@ def _report(out: Path, opts: BacktestOptions, res: BacktestResult,
             "start": md.fmt_ms(opts.start_ms), "end": md.fmt_ms(opts.end_ms),
             "source": "backtest"}
     log = out / "gridbot.jsonl"
+    events: Any = collector
+    if events is None:
+        events = None if log.exists() else []
     try:
-        return build_report(out, log if log.exists() else None,
-                            events=None if log.exists() else [],
+        return build_report(out, log if log.exists() else None, events=events,
                             benchmark_prices=_benchmark(feeds, opts.start_ms, opts.end_ms),
-                            meta=meta, charts=opts.charts)
+                            meta=meta, charts=opts.charts, pool=pool)
     except Exception as e:  # noqa: BLE001 - the run's CSVs and log are still valid
         res.notes.append(f"report failed: {type(e).__name__}: {e}")
         print(f"gridbot backtest: report failed: {e}", file=sys.stderr)

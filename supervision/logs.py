@@ -272,11 +272,13 @@ class DirectJsonLog:
     appended to ``path``; everything else (records at the stderr level, direct ``logger`` calls)
     still goes through loguru, whose JSON sink is this object (``write``), so the file keeps
     one writer and the order of calls. Records at ``level`` or above go to the file; events
-    named in ``keep`` (at INFO or above) are also kept in ``kept`` as parsed dicts.
+    named in ``keep`` (at INFO or above) are also kept in ``kept`` as parsed dicts; every
+    record that reaches the file is also given, parsed, to ``collector.add`` (e.g. a
+    ``supervision.report.ReportCollector``, so the report never re-reads the file).
     Install with ``set_direct_log(obj)``; ``close()`` flushes the file."""
 
     def __init__(self, path: Path | None, *, level: str = "INFO", direct_below: str = "WARNING",
-                 keep: frozenset[str] = frozenset()) -> None:
+                 keep: frozenset[str] = frozenset(), collector: Any = None) -> None:
         self.path = path
         self._fh = open(path, "a", encoding="utf-8") if path is not None else None  # noqa: SIM115
         self._level = _LEVEL_NO.get(level.upper(), 20)
@@ -285,6 +287,7 @@ class DirectJsonLog:
         self._keep = keep
         self._pid = os.getpid()
         self.kept: list[dict[str, Any]] = []
+        self.collector = collector
 
     @property
     def sink_level(self) -> int:
@@ -292,8 +295,13 @@ class DirectJsonLog:
         return self._min
 
     def _emit(self, no: int, event: str, line: str, obj: dict[str, Any] | None = None) -> None:
-        if self._fh is not None and no >= self._level:
-            self._fh.write(line + "\n")
+        if no >= self._level:
+            if self._fh is not None:
+                self._fh.write(line + "\n")
+            if self.collector is not None:
+                if obj is None:
+                    obj = json.loads(line)
+                self.collector.add(obj)
         if no >= 20 and event in self._keep:
             self.kept.append(obj if obj is not None else json.loads(line))
 
