@@ -556,8 +556,16 @@ def run_backtest(opts: BacktestOptions,
         raise BacktestError(f"empty range {md.fmt_ms(opts.start_ms)} .. {md.fmt_ms(opts.end_ms)}")
     cfg = opts.config
     res = BacktestResult(out_dir=opts.out_dir)
-    feeds = load_feeds(opts, cfg, res.notes, res.gaps)
-    engines = make_engines(cfg, opts.market, opts.symbols, opts.balance)
+    # the report is fed while the run logs (no re-read of gridbot.jsonl), and its chart
+    # workers import matplotlib on the other core while the data loads and the replay runs
+    collector, pool = _report_helpers(opts)
+    try:
+        feeds = load_feeds(opts, cfg, res.notes, res.gaps)
+        engines = make_engines(cfg, opts.market, opts.symbols, opts.balance)
+    except BaseException:
+        if pool is not None:
+            pool.close()
+        raise
     out = opts.out_dir
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
@@ -571,9 +579,6 @@ def run_backtest(opts: BacktestOptions,
     # level skip loguru, the rest reach it through loguru, in call order)
     stderr_level = "ERROR" if opts.progress else "WARNING"
     configure_logging(None, level=cfg.logging.level, stderr=True, stderr_level=stderr_level)
-    # the report is fed while the run logs (no re-read of gridbot.jsonl), and its chart
-    # workers import matplotlib on the other core during the replay
-    collector, pool = _report_helpers(opts)
     jlog = DirectJsonLog(out / JSON_FILE if (out is not None and opts.log_file) else None,
                          level=cfg.logging.level, direct_below=stderr_level, keep=KEEP_EVENTS,
                          collector=collector)
