@@ -161,8 +161,22 @@ def _line(ts: _dt.datetime, level: str, event: str, symbol: str, message: str, p
     if exception is not None:
         out["exception"] = exception
     ok = [fast]
-    for k, v in extra.items():
-        out[k] = _MASK if _masked(k) else _conv(v, ok)
+    km = _key_masked
+    for k, v in extra.items():  # _conv inlined for plain values (most fields of most lines)
+        hit = km.get(k)
+        if hit is None:
+            hit = _masked(k)
+        t = type(v)
+        if hit:
+            out[k] = _MASK
+        elif t is float:
+            if v != v or v == _INF or v == -_INF:
+                ok[0] = False
+            out[k] = v
+        elif t is str or t is int or t is bool or v is None:
+            out[k] = v
+        else:
+            out[k] = _conv(v, ok)
     text = ""
     if ok[0]:
         try:
