@@ -525,6 +525,9 @@ class BacktestVenue:
         return total
 
 
+_KLINE_ROLES_FUTURES = ("strategy",)
+
+
 class BacktestGatewayActor(GridActor):
     """Gateway role of one symbol in a backtest (in-process venue, no I/O)."""
 
@@ -553,7 +556,13 @@ class BacktestGatewayActor(GridActor):
     def _route(self, ev: m.Message) -> None:
         from actors.gateway import ROUTES
 
-        for role in ROUTES.get(type(ev), ()):
+        roles = ROUTES.get(type(ev), ())
+        if self.market is Market.FUTURES and type(ev) is m.KlineClosed:
+            # futures risk marks from MarkPriceUpdated, which this venue always sends before
+            # the same instant's kline: the kline would be a no-op there (live keeps it as a
+            # fallback for the seconds before the first mark arrives)
+            roles = _KLINE_ROLES_FUTURES
+        for role in roles:
             self.tell_peer(role, ev)
 
     def _emit(self, events: list[m.Message], cmd: m.Message | None = None) -> None:
