@@ -103,6 +103,9 @@ class BacktestOptions:
     persist: bool = False
     #: initial USDT balance of the account (None: the config's sim balances)
     balance: Decimal | None = None
+    #: render the JSON log in a child process (``supervision.log_writer``) on the other core;
+    #: False: in this process (same lines either way)
+    offload_log: bool = True
 
 
 @dataclass
@@ -561,6 +564,7 @@ def run_backtest(opts: BacktestOptions,
     from loguru import logger
     from thespian.actors import ActorSystem
 
+    from supervision.log_writer import LogWriterError
     from supervision.logs import (
         JSON_FILE,
         DirectJsonLog,
@@ -598,7 +602,8 @@ def run_backtest(opts: BacktestOptions,
     configure_logging(None, level=cfg.logging.level, stderr=True, stderr_level=stderr_level)
     jlog = DirectJsonLog(out / JSON_FILE if (out is not None and opts.log_file) else None,
                          level=cfg.logging.level, direct_below=stderr_level, keep=KEEP_EVENTS,
-                         collector=collector)
+                         collector=collector, offload=opts.offload_log)
+    log_error = ""
     cap_id = logger.add(jlog, level=jlog.sink_level, format="{message}")
     set_direct_log(jlog)
     thes_log = logging.getLogger("Thespian")
@@ -653,9 +658,15 @@ def run_backtest(opts: BacktestOptions,
             logger.complete()
             set_direct_log(None)
             logger.remove(cap_id)
-            jlog.close()
+            try:
+                jlog.close()
+            except LogWriterError as e:
+                log_error = str(e)
             shutil.rmtree(tmp, ignore_errors=True)
     res.actor_errors = thes_err.errors[:50]
+    if log_error:
+        res.actor_errors.append(f"log writer: {log_error} (gridbot.jsonl is incomplete)")
+    collector = jlog.collector
     ev = jlog.kept
     res.trades = [e for e in ev if e.get("event") == "TRADE_CLOSED"]
     res.equity = [e for e in ev if e.get("event") == "EQUITY"]

@@ -292,7 +292,8 @@ class DirectJsonLog:
     Install with ``set_direct_log(obj)``; ``close()`` flushes the file."""
 
     def __init__(self, path: Path | None, *, level: str = "INFO", direct_below: str = "WARNING",
-                 keep: frozenset[str] = frozenset(), collector: Any = None) -> None:
+                 keep: frozenset[str] = frozenset(), collector: Any = None,
+                 offload: bool = False) -> None:
         self.path = path
         self._fh = open(path, "a", encoding="utf-8") if path is not None else None  # noqa: SIM115
         self._level = _LEVEL_NO.get(level.upper(), 20)
@@ -302,6 +303,23 @@ class DirectJsonLog:
         self._pid = os.getpid()
         self.kept: list[dict[str, Any]] = []
         self.collector = collector
+        #: ``offload``: lines rendered by a child process (``supervision.log_writer``); the
+        #: kept events and the collector come back from it at ``close()``
+        self._off: Any = None
+        if offload:
+            from supervision.log_writer import OffloadedJsonLog
+
+            try:
+                self._off = OffloadedJsonLog(
+                    str(path) if path is not None else None, level_no=self._level,
+                    keep=keep, collector=collector is not None, pid=self._pid,
+                    secrets=sorted(_secrets))
+            except OSError:
+                self._off = None  # no child process here: render in this one
+            else:
+                if self._fh is not None:
+                    self._fh.close()
+                    self._fh = None
 
     @property
     def sink_level(self) -> int:
@@ -322,6 +340,10 @@ class DirectJsonLog:
     def write(self, message: Any) -> None:
         """loguru sink: records that did not take the direct path."""
         rec = message.record
+        if self._off is not None:
+            self._off.line(rec["level"].no, rec["extra"].get("event", "LOG"),
+                           rec["extra"]["_json"])
+            return
         self._emit(rec["level"].no, rec["extra"].get("event", "LOG"), rec["extra"]["_json"])
 
     def log(self, event: str, msg: str, level: str, context: dict[str, Any]) -> bool:
@@ -334,6 +356,9 @@ class DirectJsonLog:
         extra = dict(context)
         symbol = extra.pop("symbol", "")
         ts_ms = extra.pop("ts_ms", None)
+        if self._off is not None:
+            self._off.record(no, level, event, symbol, ts_ms or now_ms(), redact(msg), extra)
+            return True
         objs: list[dict[str, Any]] = []
         line = _line(_dt.datetime.now(_dt.timezone.utc), level, event, symbol, redact(msg),
                      self._pid, ts_ms, extra, fast=True, obj_out=objs)
@@ -343,10 +368,24 @@ class DirectJsonLog:
         return True
 
     def close(self) -> None:
-        """Flush and close the file (idempotent)."""
+        """Flush and close the file (idempotent); with ``offload``, wait for the child's lines
+        and take back its kept events and collector (``LogWriterError`` if it failed)."""
         if self._fh is not None:
             self._fh.close()
             self._fh = None
+        off, self._off = self._off, None
+        if off is not None:
+            off.close()
+            self.kept = off.kept
+            if self.collector is not None:
+                self.collector = off.collector
+
+    def abort(self) -> None:
+        """Close without waiting for an offloaded writer (an error path)."""
+        off, self._off = self._off, None
+        if off is not None:
+            off.abort()
+        self.close()
 
 
 _direct: DirectJsonLog | None = None

@@ -329,6 +329,17 @@ class ReportCollector:
         self._dec = msgspec.json.Decoder()
         self._sdec = msgspec.json.Decoder(_Strat, strict=False)
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Picklable (a backtest's log-writer process hands its collector back)."""
+        st = dict(self.__dict__)
+        del st["_dec"], st["_sdec"]
+        return st
+
+    def __setstate__(self, st: dict[str, Any]) -> None:
+        self.__dict__.update(st)
+        self._dec = msgspec.json.Decoder()
+        self._sdec = msgspec.json.Decoder(_Strat, strict=False)
+
     def _seen(self, kind: str, t: int | None) -> bool:
         self.counts[kind] = self.counts.get(kind, 0) + 1
         if t is None:

@@ -43,7 +43,8 @@ def bt(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[tuple[Any, 
         res = run_backtest(BacktestOptions(
             config=cfg, symbols=SYMBOLS, market=Market.FUTURES,
             start_ms=md.parse_time("2025-03-01"), end_ms=md.parse_time("2025-03-02"),
-            out_dir=out, report=False, persist=False))
+            out_dir=out, report=False, persist=False,
+            offload_log=False))  # the spy sees lines rendered in this process
     assert res.actor_errors == [] and res.fills > 0
     return out, calls
 
