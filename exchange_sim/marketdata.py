@@ -394,8 +394,64 @@ def _check_rows(path: Path, arr: np.ndarray, first_line_no: int, price_cols: int
         )
 
 
-@lru_cache(maxsize=256)
+def _disk_cache_dir() -> Path | None:
+    """Where parsed kline files are cached (``$GRIDBOT_CACHE_DIR``, else
+    ``$XDG_CACHE_HOME/gridbot`` or ``~/.cache/gridbot``; ``GRIDBOT_CACHE_DIR=off`` disables)."""
+    env = os.environ.get("GRIDBOT_CACHE_DIR")
+    if env:
+        return None if env.lower() in ("off", "0", "none") else Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "gridbot"
+
+
+def _disk_cache_file(path_s: str, mtime_ns: int, size: int, with_volume: bool) -> Path | None:
+    d = _disk_cache_dir()
+    if d is None:
+        return None
+    import hashlib
+
+    key = f"{path_s}|{mtime_ns}|{size}|{int(with_volume)}|v1".encode()
+    return d / "klines" / f"{hashlib.sha1(key).hexdigest()}.npy"  # noqa: S324 - a cache key
+
+
 def _parse_ohlc_cached(path_s: str, mtime_ns: int, size: int, with_volume: bool) -> tuple:
+    """``_parse_ohlc`` through two caches: this process's (LRU) and a disk cache of the parsed
+    columns keyed by the file's path, mtime and size (a changed file is parsed afresh; an
+    unreadable or unwritable cache is ignored)."""
+    return _parse_ohlc_mem(path_s, mtime_ns, size, with_volume)
+
+
+@lru_cache(maxsize=256)
+def _parse_ohlc_mem(path_s: str, mtime_ns: int, size: int, with_volume: bool) -> tuple:
+    cf = _disk_cache_file(path_s, mtime_ns, size, with_volume)
+    if cf is not None:
+        try:
+            arr = np.load(cf, allow_pickle=False)
+            if arr.ndim == 2 and arr.shape[0] == 6 and arr.dtype == np.float64:
+                ot = arr[0].astype(np.int64)
+                if np.array_equal(ot, arr[0]):
+                    return (_readonly(ot),) + tuple(_readonly(np.ascontiguousarray(c))
+                                                    for c in arr[1:])
+        except (OSError, ValueError):
+            pass
+    cols = _parse_ohlc(path_s, with_volume)
+    if cf is not None:
+        try:
+            cf.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cf.with_suffix(f".{os.getpid()}.tmp")
+            with open(tmp, "wb") as fh:
+                np.save(fh, np.vstack([c.astype(np.float64) for c in cols]),
+                        allow_pickle=False)
+            os.replace(tmp, cf)
+        except OSError:
+            pass
+    return cols
+
+
+_parse_ohlc_cached.cache_clear = _parse_ohlc_mem.cache_clear  # type: ignore[attr-defined]
+
+
+def _parse_ohlc(path_s: str, with_volume: bool) -> tuple:
     path = Path(path_s)
     ncols_needed = 6 if with_volume else 5
     arr, _ncols, first_line_no = _parse_numeric_csv(path, ncols_needed)

@@ -59,8 +59,7 @@ EXIT_OK, EXIT_FAIL, EXIT_BAD_INPUT = 0, 1, 2
 DAY_MS = 86_400_000
 NS = 1_000_000
 #: events kept in memory for trades.csv / equity.csv / the result (the rest is only logged)
-KEEP_EVENTS = frozenset({"TRADE_CLOSED", "EQUITY", "ORDER_FILLED", "ORDER_PLACED",
-                         "FUNDING_PAID"})
+KEEP_EVENTS = frozenset({"TRADE_CLOSED", "EQUITY", "ORDER_FILLED"})
 TRADE_COLUMNS = ("symbol", "side", "qty", "entry_price", "exit_price", "gross_pnl", "fees",
                  "funding", "net_pnl", "opened_ms", "closed_ms", "holding_s")
 EQUITY_COLUMNS = ("ts_ms", "time", "equity", "peak_equity", "drawdown", "leverage",
