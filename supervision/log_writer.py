@@ -29,6 +29,7 @@ from typing import IO, Any
 BATCH = 1024
 _LEN = struct.Struct(">I")
 _dumps = pickle.dumps
+_time_ns = time.time_ns
 
 
 class LogWriterError(Exception):
@@ -99,7 +100,7 @@ class OffloadedJsonLog:
         if self._failed:
             return
         r = self._recs
-        r.append(_dumps((no, level, event, symbol, ts_ms, time.time_ns(), msg, extra), 5))
+        r.append(_dumps((no, level, event, symbol, ts_ms, _time_ns(), msg, extra), 5))
         if len(r) >= BATCH:
             self.flush()
 

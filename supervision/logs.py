@@ -353,12 +353,16 @@ class DirectJsonLog:
             return False
         if no < self._min:
             return True
+        off = self._off
+        if off is not None:  # ``context`` is log_event's own kwargs dict: no copy needed
+            symbol = context.pop("symbol", "")
+            ts_ms = context.pop("ts_ms", None) or now_ms()
+            off.record(no, level, event, symbol, ts_ms, redact(msg) if _secrets else msg,
+                       context)
+            return True
         extra = dict(context)
         symbol = extra.pop("symbol", "")
         ts_ms = extra.pop("ts_ms", None)
-        if self._off is not None:
-            self._off.record(no, level, event, symbol, ts_ms or now_ms(), redact(msg), extra)
-            return True
         objs: list[dict[str, Any]] = []
         line = _line(_dt.datetime.now(_dt.timezone.utc), level, event, symbol, redact(msg),
                      self._pid, ts_ms, extra, fast=True, obj_out=objs)
