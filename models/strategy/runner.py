@@ -67,6 +67,9 @@ class RunnerState(msgspec.Struct, kw_only=True):
     min_entry_conviction: float = 0.0
     denials: int = 0
     trade_ids: list[int] = []
+    #: the funding time being quoted and its latest quoted rate (see ``on_funding``)
+    funding_next: int = 0
+    funding_rate: float = 0.0
 
 
 class StrategyRunner:
@@ -156,11 +159,22 @@ class StrategyRunner:
         self.book = (b.bid, b.bid_qty, b.ask, b.ask_qty)
 
     def on_funding(self, f: m.FundingRateUpdated) -> None:
-        """Futures funding rate (feature and planner input)."""
-        self.funding = float(f.funding_rate)
-        on_funding = getattr(self.strategy, "on_funding", None)
-        if on_funding is not None:
-            on_funding(self.funding, f.next_funding_time_ms)
+        """Futures funding. The quoted rate is a planner input at once; the strategy's funding
+        features see one value per settlement: the last rate quoted for a funding time, once
+        the next funding time has moved past it. (Binance re-quotes the predicted rate every
+        few seconds; the embedded exchange and the backtest quote each settlement's rate once:
+        both feed the features the same way.)"""
+        rate = float(f.funding_rate)
+        self.funding = rate
+        st = self.st
+        nxt = f.next_funding_time_ms
+        if nxt != st.funding_next:
+            if 0 < st.funding_next < nxt:
+                on_funding = getattr(self.strategy, "on_funding", None)
+                if on_funding is not None:
+                    on_funding(st.funding_rate, st.funding_next)
+            st.funding_next = nxt
+        st.funding_rate = rate
 
     # -- account / risk inputs ------------------------------------------------------------------
     def on_filters(self, f: SymbolFilters) -> None:

@@ -153,3 +153,27 @@ def test_reducing_or_halted_portfolio_blocks_entries() -> None:
     assert not [p for p in places(r.on_kline(ks[WARM])[1]) if p.kind == "ENTRY"]
     r.on_trading_state(m.TradingStateChanged(symbol="", state=TradingState.ACTIVE))
     assert [p for p in places(r.on_kline(ks[WARM + 1])[1]) if p.kind == "ENTRY"]
+
+
+def test_funding_features_see_one_settled_rate_per_settlement() -> None:
+    """Re-quotes of the predicted rate (Binance sends one every few seconds) reach the planner
+    at once but the strategy's funding features only once per settlement, with the last rate
+    quoted for it; a restart keeps the quote in progress."""
+    r = runner("adaptive")
+
+    def quote(x: StrategyRunner, rate: str, nxt: int) -> None:
+        x.on_funding(m.FundingRateUpdated(symbol=SYM, funding_rate=D(rate),
+                                          next_funding_time_ms=nxt))
+
+    t1, t2, t3 = 8 * 3_600_000, 16 * 3_600_000, 24 * 3_600_000
+    for rate in ("0.0001", "0.00012", "0.00015"):
+        quote(r, rate, t1)
+    assert r.strategy.eng.fund_hist == [] and r.funding == 0.00015
+    quote(r, "0.00002", t2)
+    assert r.strategy.eng.fund_hist == [0.00015]
+    quote(r, "0.00003", t2)
+    assert r.strategy.eng.fund_hist == [0.00015]
+    r2 = restore_runner(params("adaptive"), SYM, Market.FUTURES, 0.45, 0.3, 6.0,
+                        msgspec_encode(r), 60_000)
+    quote(r2, "0.0001", t3)
+    assert r2.strategy.eng.fund_hist == [0.00015, 0.00003]
