@@ -455,10 +455,13 @@ class FastDelivery:
         self.count += 1
         msg = ps.msg
         if ps.attempts == 0 and isinstance(msg, m.Message):
-            tgt = self._registry.get(ps.toActor.actorAddressString)
+            aa = ps.toActor._aaddr  # simpleSystemBase addresses are strings
+            tgt = self._registry.get(aa if type(aa) is str else ps.toActor.actorAddressString)
             inst = tgt.instance if tgt is not None else None
             if inst is not None:
-                fn = self._handler(type(inst), type(msg))
+                fn = self._handlers.get((type(inst), type(msg)))
+                if fn is None:
+                    fn = self._handler(type(inst), type(msg))
                 if fn:
                     try:
                         r = fn(inst, msg, ps.sender)
