@@ -253,6 +253,13 @@ class EquityTracker(msgspec.Struct, kw_only=True):
         self.symbols[symbol] = pnl
         return self.update()
 
+    def revalue(self) -> tuple[Decimal, float]:
+        """``update()``'s equity and drawdown (the peak raised as there), without the sums."""
+        eq = self.equity()
+        if eq > self.peak_equity:
+            self.peak_equity = eq
+        return eq, self.drawdown(eq)
+
     def update(self) -> EquitySnapshot:
         """Recompute equity, raise the peak if needed, return the snapshot."""
         eq = self.equity()

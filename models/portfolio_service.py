@@ -242,11 +242,11 @@ class PortfolioCore:
     def _revalue(self, fx: PortfolioEffects, now_ms: int, force_log: bool = False) -> None:
         if self.tracker is None:
             return
-        snap = self.tracker.update()
-        self.book.set_equity(snap.equity)
-        for ev in self.brake.update(snap.drawdown):
+        equity, drawdown = self.tracker.revalue()
+        self.book.set_equity(equity)
+        for ev in self.brake.update(drawdown):
             self._brake_event(fx, ev, now_ms)
-        self.book.set_cap(self.brake.state().leverage_cap)
+        self.book.set_cap(self.brake.leverage_cap())
         self._state_change(fx, now_ms)
         self._bc_pending = True
         if force_log:

@@ -206,11 +206,17 @@ class DrawdownBrake:
         """Current level 0..3 (3 = HALTED)."""
         return self._s.level
 
+    def leverage_cap(self) -> float:
+        """``state().leverage_cap`` without building the whole state."""
+        if self._s.level < 2:
+            return self.base_cap
+        return min(self.base_cap, self.params.level_2_cap(self.base_cap))
+
     def state(self) -> BrakeState:
         """The limits implied by the current level."""
         p, s = self.params, self._s
         lvl = s.level
-        cap = self.base_cap if lvl < 2 else min(self.base_cap, p.level_2_cap(self.base_cap))
+        cap = self.leverage_cap()
         safe = s.safe_active and not s.halted
         return BrakeState(
             level=lvl,

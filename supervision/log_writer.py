@@ -17,6 +17,7 @@ error makes ``close()`` raise ``LogWriterError``: the run's log would be incompl
 from __future__ import annotations
 
 import datetime as _dt
+import os
 import pickle
 import struct
 import subprocess
@@ -224,6 +225,10 @@ def main() -> None:
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    try:  # the replay in the parent comes first; this child has plenty of slack
+        os.nice(3)
+    except OSError:
+        pass
     _child(sys.stdin.buffer, sys.stdout.buffer)
 
 

@@ -199,6 +199,10 @@ def _draw_all(jobs: Sequence[tuple[str, Mapping[str, Any]]],
 def _worker_main(conn: Connection) -> None:
     """A chart worker: import matplotlib, say ready, then draw (name, spec) jobs until None."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when workers stop
+    try:  # started early (a backtest's replay is running): yield the CPU to the caller
+        os.nice(5)
+    except OSError:
+        pass
     try:
         import matplotlib
 

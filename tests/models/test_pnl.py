@@ -144,3 +144,15 @@ def test_accounting_identity_property(fills: list, mark: D) -> None:
     assert abs(sum((t.gross_pnl for t in trades), D(0)) - p.realized_gross) < D("1e-12")
     closed_fees = sum((t.fees for t in trades), D(0))
     assert abs(closed_fees + p.trade_fees - p.fees) < D("1e-12")
+
+
+def test_revalue_matches_update() -> None:
+    a = EquityTracker(initial_equity=D("1000"))
+    b = EquityTracker(initial_equity=D("1000"))
+    for u in ("5", "-20", "40", "-70.5"):
+        pnl = SymbolPnl(unrealized=D(u))
+        a.symbols["X"] = pnl
+        b.symbols["X"] = pnl
+        snap = a.update()
+        assert b.revalue() == (snap.equity, snap.drawdown)
+        assert a.peak_equity == b.peak_equity

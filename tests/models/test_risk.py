@@ -266,3 +266,10 @@ def test_approved_orders_always_pass_exchange_filters(price: D, qty: D, side: Si
         assert r.qty <= qty and (r.price <= price if side is BUY else r.price >= price)
     else:
         assert r.reason
+
+
+def test_leverage_cap_shortcut_matches_state_at_every_level() -> None:
+    b = brake()
+    for dd in (0.0, -0.06, -0.11, -0.16, -0.02, 0.0):
+        b.update(dd)
+        assert b.leverage_cap() == b.state().leverage_cap
