@@ -150,8 +150,10 @@ class ReservationBook:
         self._commanded = TradingState.ACTIVE
         self._reported = TradingState.ACTIVE
         self._reason = ""
-        #: resting notional by (symbol, side), rebuilt lazily after any reservation change
+        #: resting notional by (symbol, side), rebuilt lazily after any reservation change;
+        #: gross worst-case exposure, recomputed after any reservation or position change
         self._rest: dict[tuple[str, Side], Decimal] | None = None
+        self._gross: Decimal | None = None
 
     # -- exposure -----------------------------------------------------------------------------
     def resting(self, symbol: str, side: Side) -> Decimal:
@@ -176,7 +178,10 @@ class ReservationBook:
 
     def gross_exposure(self) -> Decimal:
         """Sum of the symbols' worst-case exposures."""
-        return sum((self.worst_case(s) for s in self.positions), ZERO)
+        g = self._gross
+        if g is None:
+            g = self._gross = sum((self.worst_case(s) for s in self.positions), ZERO)
+        return g
 
     def position_exposure(self) -> Decimal:
         """Sum of |position notional|."""
@@ -251,6 +256,7 @@ class ReservationBook:
         """The symbol's signed position notional at the current mark."""
         self._known(symbol)
         self.positions[symbol] = position_notional
+        self._gross = None
 
     def _known(self, symbol: str) -> None:
         if symbol not in self.weights:
@@ -268,7 +274,7 @@ class ReservationBook:
                                                      symbol=symbol, side=side,
                                                      remaining=notional,
                                                      reduce_only=reduce_only)
-            self._rest = None
+            self._rest = self._gross = None
         self._remember(reservation_id, ans)
         return ans
 
@@ -331,7 +337,7 @@ class ReservationBook:
             return
         used = min(filled_notional, r.remaining)
         r.remaining -= used
-        self._rest = None
+        self._rest = self._gross = None
         r.filled += filled_notional
         self.positions[r.symbol] = self.positions[r.symbol] + r.side.sign * filled_notional
         if r.remaining == ZERO:
@@ -341,7 +347,7 @@ class ReservationBook:
         """The order ended: return its unfilled notional. False if nothing was open."""
         if self._open.pop(reservation_id, None) is None:
             return False
-        self._rest = None
+        self._rest = self._gross = None
         return True
 
     def reservation(self, reservation_id: str) -> Reservation | None:
@@ -375,7 +381,7 @@ class ReservationBook:
         book.leverage_cap = st.leverage_cap
         book.positions = dict(st.positions)
         book._open = {r.reservation_id: msgspec.structs.replace(r) for r in st.open}
-        book._rest = None
+        book._rest = book._gross = None
         book._answers = OrderedDict((a.reservation_id, a) for a in st.answers)
         book._commanded, book._reported, book._reason = st.commanded, st.reported, st.reason
         return book

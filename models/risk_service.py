@@ -106,9 +106,12 @@ class PendingRequest(msgspec.Struct, kw_only=True):
 
 
 
+_Q8 = Decimal("1e-8")
+
+
 def fmt_money(d: Decimal) -> str:
     """A Decimal for status output: at most 8 decimals, no trailing zeros, never exponents."""
-    q = f"{d.quantize(Decimal('1e-8')):f}"
+    q = f"{d.quantize(_Q8):f}"
     return q.rstrip("0").rstrip(".") if "." in q else q
 
 

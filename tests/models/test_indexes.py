@@ -73,11 +73,17 @@ def test_book_resting_cache_matches_scan(seed: int) -> None:
             rids.append(rid)
         elif op < 0.75 and rids:
             book.on_fill(rng.choice(rids), D(rng.randrange(1, 500)))
-        elif rids:
+        elif op < 0.85 and rids:
             book.release(rng.choice(rids))
+        elif op < 0.9:
+            book.update_positions(rng.choice(syms), D(rng.randrange(-900, 900)))
         for s in syms:
             for side in (Side.BUY, Side.SELL):
                 assert book.resting(s, side) == _scan_resting(book, s, side)
+        assert book.gross_exposure() == sum(
+            (max(abs(book.positions[s] + _scan_resting(book, s, Side.BUY)),
+                 abs(book.positions[s] - _scan_resting(book, s, Side.SELL))) for s in syms),
+            D(0))
     restored = ReservationBook.from_state(book.to_state())
     for s in syms:
         for side in (Side.BUY, Side.SELL):
