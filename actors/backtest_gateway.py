@@ -109,10 +109,28 @@ class SymbolFeed:
 
     def __post_init__(self) -> None:
         self.fill_close = np.asarray(self.fill.open_time, dtype=np.int64) + self.fill.interval_ms
+        # the replay reads one bar at a time: plain Python lists (the same ints and floats)
+        # cost a fraction of numpy's per-element access
+        self.fill_rows = _rows(self.fill)
+        self.base_rows = _rows(self.base)
+        self.fill_close_l: list[int] = self.fill_close.tolist()
 
     def next_close_ms(self) -> int | None:
         """Sim time at which the next unreplayed fill bar closes (None when done)."""
-        return int(self.fill_close[self.fill_i]) if self.fill_i < len(self.fill) else None
+        i = self.fill_i
+        c = self.fill_close_l
+        return c[i] if i < len(c) else None
+
+
+def _rows(b: Bars) -> tuple[list[int], list[float], list[float], list[float], list[float],
+                            list[float]]:
+    """open time, open, high, low, close, volume of ``b`` as Python lists."""
+    return (np.asarray(b.open_time, dtype=np.int64).tolist(),
+            np.asarray(b.open, dtype=np.float64).tolist(),
+            np.asarray(b.high, dtype=np.float64).tolist(),
+            np.asarray(b.low, dtype=np.float64).tolist(),
+            np.asarray(b.close, dtype=np.float64).tolist(),
+            np.asarray(b.volume, dtype=np.float64).tolist())
 
 
 class BacktestVenue:
@@ -226,24 +244,24 @@ class BacktestVenue:
         eng = self.engines[f.market]
         futures = f.market is Market.FUTURES
         out: list[m.Message] = []
-        fb = f.fill
-        n = len(fb)
-        iv = fb.interval_ms
+        f_ot, f_open, f_high, f_low, f_close, f_vol = f.fill_rows
+        closes = f.fill_close_l
+        n = len(closes)
+        iv = f.fill.interval_ms
         tick = f.filters.tick_size
-        while f.fill_i < n and int(f.fill_close[f.fill_i]) <= until_ms:
+        while f.fill_i < n and closes[f.fill_i] <= until_ms:
             i = f.fill_i
             f.fill_i += 1
-            ot = int(fb.open_time[i])
+            ot = f_ot[i]
             ct = ot + iv - 1
-            c = float(fb.close[i])
-            events = eng.on_bar(symbol, ot, ct, float(fb.open[i]), float(fb.high[i]),
-                                float(fb.low[i]), c, float(fb.volume[i]))
+            c = f_close[i]
+            events = eng.on_bar(symbol, ot, ct, f_open[i], f_high[i], f_low[i], c, f_vol[i])
             close_d = to_dec(c, tick)
             if futures:
                 events = list(events) + list(eng.set_mark_price(symbol, close_d, ct))
             if events:
                 self._dispatch(events, symbol, out)
-            f.last_volume = float(fb.volume[i])
+            f.last_volume = f_vol[i]
             ts = ct * NS
             if futures:
                 nxt = f.funding[f.fund_i] if f.fund_i < len(f.funding) else None
@@ -258,8 +276,8 @@ class BacktestVenue:
             # the embedded exchange's book at the bar close: best bid = the last trade price
             # visible then (the open of the next bar when it starts now), ask one tick above,
             # quantity 1/40 of the bar's volume on the step grid, at least the minimum
-            bid = to_dec(fb.open[i + 1], tick) if i + 1 < n and \
-                int(fb.open_time[i + 1]) == ot + iv else close_d
+            bid = to_dec(f_open[i + 1], tick) if i + 1 < n and f_ot[i + 1] == ot + iv \
+                else close_d
             vol = f.filters.round_qty(to_dec(f.last_volume) / 40) if f.last_volume else ZERO
             q = float(max(vol, f.filters.min_qty))
             out.append(m.BookUpdated(symbol=symbol, ts_event_ns=ts, bid=float(bid), bid_qty=q,
@@ -292,15 +310,16 @@ class BacktestVenue:
     def _klines(self, f: SymbolFeed, now: int, out: list[m.Message]) -> None:
         b = f.base
         iv = b.interval_ms
-        while f.base_i < len(b) and int(b.open_time[f.base_i]) + iv <= now:
+        b_ot, b_open, b_high, b_low, b_close, b_vol = f.base_rows
+        n = len(b_ot)
+        while f.base_i < n and b_ot[f.base_i] + iv <= now:
             j = f.base_i
             f.base_i += 1
-            ot = int(b.open_time[j])
+            ot = b_ot[j]
             out.append(m.KlineClosed(
                 symbol=f.symbol, ts_event_ns=(ot + iv - 1) * NS, interval=b.interval,
-                open_time_ms=ot, close_time_ms=ot + iv - 1, open=float(b.open[j]),
-                high=float(b.high[j]), low=float(b.low[j]), close=float(b.close[j]),
-                volume=float(b.volume[j])))
+                open_time_ms=ot, close_time_ms=ot + iv - 1, open=b_open[j],
+                high=b_high[j], low=b_low[j], close=b_close[j], volume=b_vol[j]))
 
     def history(self, symbol: str, msg: m.RequestHistory) -> m.HistoryLoaded:
         """Closed klines of ``msg.interval`` (close < now), from ``start_ms`` or the latest."""
@@ -526,6 +545,16 @@ class BacktestVenue:
 
 
 _KLINE_ROLES_FUTURES = ("strategy",)
+_ROUTES: dict[type, tuple[str, ...]] = {}
+
+
+def _routes() -> dict[type, tuple[str, ...]]:
+    """The live gateway's routing table (imported on first use)."""
+    if not _ROUTES:
+        from actors.gateway import ROUTES
+
+        _ROUTES.update(ROUTES)
+    return _ROUTES
 
 
 class BacktestGatewayActor(GridActor):
@@ -554,9 +583,7 @@ class BacktestGatewayActor(GridActor):
                                           filters=f.filters, market=f.market))
 
     def _route(self, ev: m.Message) -> None:
-        from actors.gateway import ROUTES
-
-        roles = ROUTES.get(type(ev), ())
+        roles = _routes().get(type(ev), ())
         if self.market is Market.FUTURES and type(ev) is m.KlineClosed:
             # futures risk marks from MarkPriceUpdated, which this venue always sends before
             # the same instant's kline: the kline would be a no-op there (live keeps it as a

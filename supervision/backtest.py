@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import gc
 import heapq
 import json
 import logging
@@ -563,6 +564,15 @@ def _seed_strategy(state_dir: Path, cfg: Config, sym: str, weights: Any) -> None
 def run_backtest(opts: BacktestOptions,
                  on_step: Callable[[int], None] | None = None) -> BacktestResult:
     """Replay ``opts`` through the actors; write outputs to ``opts.out_dir`` (if set)."""
+    gc_was = gc.isenabled()
+    try:
+        return _run_backtest(opts, on_step)
+    finally:
+        if gc_was:
+            gc.enable()
+
+
+def _run_backtest(opts: BacktestOptions, on_step: Callable[[int], None] | None) -> BacktestResult:
     from loguru import logger
     from thespian.actors import ActorSystem
 
@@ -651,6 +661,10 @@ def run_backtest(opts: BacktestOptions,
         res.wall_s = time.perf_counter() - t0
         res.messages = delivery.count
         res.orders, res.fills = venue.orders, venue.fills
+        # the wrap-up builds tens of thousands of small, acyclic objects (the log writer's
+        # events, the report's rows) on a heap of millions: the cyclic GC would walk that
+        # heap again and again for nothing (~0.4 s of a 3-month run)
+        gc.disable()  # run_backtest re-enables it
         try:
             asys.shutdown()
         finally:
@@ -665,6 +679,14 @@ def run_backtest(opts: BacktestOptions,
             except LogWriterError as e:
                 log_error = str(e)
             shutil.rmtree(tmp, ignore_errors=True)
+    _wrap_up(res, opts, out, feeds, jlog, thes_err, log_error, pool)
+    return res
+
+
+def _wrap_up(res: BacktestResult, opts: BacktestOptions, out: Path | None,
+             feeds: dict[str, SymbolFeed], jlog: Any, thes_err: _ThespianErrors,
+             log_error: str, pool: Any) -> None:
+    """Errors, the kept events, the CSVs, summary and report of a finished run."""
     res.actor_errors = thes_err.errors[:50]
     if log_error:
         res.actor_errors.append(f"log writer: {log_error} (gridbot.jsonl is incomplete)")
@@ -683,7 +705,6 @@ def run_backtest(opts: BacktestOptions,
     finally:
         if pool is not None:
             pool.close()
-    return res
 
 
 def _report_helpers(opts: BacktestOptions) -> tuple[Any, Any]:

@@ -17,6 +17,7 @@ error makes ``close()`` raise ``LogWriterError``: the run's log would be incompl
 from __future__ import annotations
 
 import datetime as _dt
+import gc
 import os
 import pickle
 import struct
@@ -137,7 +138,15 @@ class OffloadedJsonLog:
                 raise LogWriterError(self._failed)
             self._send(("close",))
             self._in.close()
-            ans = _read_frame(self._out)
+            # tens of thousands of small dicts come back: the cyclic GC would walk the
+            # growing heap again and again while they are built (half the time)
+            gc_was = gc.isenabled()
+            gc.disable()
+            try:
+                ans = _read_frame(self._out)
+            finally:
+                if gc_was:
+                    gc.enable()
         except (EOFError, LogWriterError, OSError) as e:
             self._proc.kill()
             self._proc.wait()

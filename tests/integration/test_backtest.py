@@ -71,6 +71,17 @@ def test_run_trades_and_writes_outputs(run1: Any) -> None:
 
 
 @needs_data
+def test_the_cyclic_gc_is_back_on_after_a_run_and_after_a_failed_one(run1: Any,
+                                                                   tmp_path: Path) -> None:
+    import gc
+
+    assert gc.isenabled()  # run1 finished: the wrap-up pause is over
+    with pytest.raises(BacktestError):
+        run_backtest(_opts(tmp_path, end_ms=START))
+    assert gc.isenabled()
+
+
+@needs_data
 def test_two_runs_give_identical_trades_and_fills(run1: Any, tmp_path: Path) -> None:
     res1, out1 = run1
     res2 = run_backtest(_opts(tmp_path))  # persist=False: persistence must not change trading
