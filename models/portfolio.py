@@ -154,6 +154,8 @@ class ReservationBook:
         #: gross worst-case exposure, recomputed after any reservation or position change
         self._rest: dict[tuple[str, Side], Decimal] | None = None
         self._gross: Decimal | None = None
+        #: sum of |position notional|, recomputed after any position change
+        self._pexp: Decimal | None = None
 
     # -- exposure -----------------------------------------------------------------------------
     def resting(self, symbol: str, side: Side) -> Decimal:
@@ -185,7 +187,10 @@ class ReservationBook:
 
     def position_exposure(self) -> Decimal:
         """Sum of |position notional|."""
-        return sum((abs(p) for p in self.positions.values()), ZERO)
+        x = self._pexp
+        if x is None:
+            x = self._pexp = sum((abs(p) for p in self.positions.values()), ZERO)
+        return x
 
     def leverage(self) -> float:
         """Position leverage: sum |P| / equity (inf with no equity and a position)."""
@@ -256,7 +261,7 @@ class ReservationBook:
         """The symbol's signed position notional at the current mark."""
         self._known(symbol)
         self.positions[symbol] = position_notional
-        self._gross = None
+        self._gross = self._pexp = None
 
     def _known(self, symbol: str) -> None:
         if symbol not in self.weights:
@@ -337,7 +342,7 @@ class ReservationBook:
             return
         used = min(filled_notional, r.remaining)
         r.remaining -= used
-        self._rest = self._gross = None
+        self._rest = self._gross = self._pexp = None
         r.filled += filled_notional
         self.positions[r.symbol] = self.positions[r.symbol] + r.side.sign * filled_notional
         if r.remaining == ZERO:
@@ -381,7 +386,7 @@ class ReservationBook:
         book.leverage_cap = st.leverage_cap
         book.positions = dict(st.positions)
         book._open = {r.reservation_id: msgspec.structs.replace(r) for r in st.open}
-        book._rest = book._gross = None
+        book._rest = book._gross = book._pexp = None
         book._answers = OrderedDict((a.reservation_id, a) for a in st.answers)
         book._commanded, book._reported, book._reason = st.commanded, st.reported, st.reason
         return book

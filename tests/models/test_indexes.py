@@ -80,6 +80,7 @@ def test_book_resting_cache_matches_scan(seed: int) -> None:
         for s in syms:
             for side in (Side.BUY, Side.SELL):
                 assert book.resting(s, side) == _scan_resting(book, s, side)
+        assert book.position_exposure() == sum((abs(book.positions[s]) for s in syms), D(0))
         assert book.gross_exposure() == sum(
             (max(abs(book.positions[s] + _scan_resting(book, s, Side.BUY)),
                  abs(book.positions[s] - _scan_resting(book, s, Side.SELL))) for s in syms),
