@@ -718,13 +718,13 @@ def _report_helpers(opts: BacktestOptions) -> tuple[Any, Any]:
         return None, None
     pool = None
     if opts.charts:
-        try:
-            import matplotlib  # noqa: F401 - only to know whether charts can be drawn
+        import importlib.util
 
+        # only whether charts can be drawn: the pool's workers import matplotlib themselves,
+        # on the other core (importing it here would cost the run ~0.15 s)
+        if importlib.util.find_spec("matplotlib") is not None:
             from supervision.report_charts import ChartPool
-        except ImportError:
-            pass
-        else:
+
             pool = ChartPool()
     return ReportCollector(), pool
 

@@ -862,16 +862,17 @@ def build_report(out_dir: str | Path, log_path: str | Path | None = None, *,
     if overwrite_csv or not (out / "equity.csv").exists():
         _write_equity_csv(out / "equity.csv", chart["equity_rows"])
     images: dict[str, bytes] = {}
-    if charts:
+    if charts and pool is not None:  # a pool exists only where matplotlib does
+        images = pool.render(chart, report["warnings"])
+    elif charts:
         try:
-            import matplotlib  # noqa: F401 - present? (the workers import it themselves)
+            import matplotlib  # noqa: F401 - present?
         except ImportError as e:
             report["warnings"].append(f"charts skipped: {e} (pip install 'gridbot[report]')")
         else:
-            images = (pool.render(chart, report["warnings"]) if pool is not None
-                      else render_charts(chart, report["warnings"]))
-            for name, png in images.items():
-                (out / name).write_bytes(png)
+            images = render_charts(chart, report["warnings"])
+    for name, png in images.items():
+        (out / name).write_bytes(png)
     report["files"] = sorted(["report.json", "report.html", "trades.csv", "equity.csv",
                               *images])
     report = _clean(report)
