@@ -37,6 +37,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -396,8 +397,6 @@ class SimWakeups:
 
     def deliver_until(self, ns: int) -> int:
         """Deliver every wakeup due at or before ``ns`` (advancing the clock to each)."""
-        from datetime import timedelta
-
         n = 0
         while self._heap and self._heap[0][0] <= ns:
             due, _seq, addr, payload, secs = heapq.heappop(self._heap)
@@ -420,8 +419,8 @@ class FastDelivery:
     directly (resolution cached per actor class and message type, the dispatcher's rule: the
     first class of the message's MRO the actor has a handler for). A handler that raises is
     treated as thespian does (warning on the ``Thespian`` logger, ``attempts`` + 1, re-queued;
-    the retry takes thespian's own path). Everything else (system messages, wakeups, exits,
-    retries) goes through thespian's ``_runSingleSend``."""
+    the retry takes thespian's own path). Timer wakeups take the same path. Everything else
+    (system messages, exits, retries) goes through thespian's ``_runSingleSend``."""
 
     def __init__(self, system_base: Any) -> None:
         from thespian.actors import ActorTypeDispatcher
@@ -431,6 +430,11 @@ class FastDelivery:
         self._registry = system_base.actorRegistry
         self._dispatch_rm = ActorTypeDispatcher.receiveMessage
         self._handlers: dict[tuple[type, type], Any] = {}
+        from thespian.actors import WakeupMessage
+
+        #: delivered straight to the handler: gridbot messages and timer wakeups (the sim
+        #: clock's, see SimWakeups; thespian gives them no special treatment either)
+        self._fast = (m.Message, WakeupMessage)
         self.count = 0
         system_base._runSingleSend = self.run_single
         system_base._runSends = self.run_sends
@@ -455,7 +459,7 @@ class FastDelivery:
         """Deliver one pending send."""
         self.count += 1
         msg = ps.msg
-        if ps.attempts == 0 and isinstance(msg, m.Message):
+        if ps.attempts == 0 and isinstance(msg, self._fast):
             aa = ps.toActor._aaddr  # simpleSystemBase addresses are strings
             tgt = self._registry.get(aa if type(aa) is str else ps.toActor.actorAddressString)
             inst = tgt.instance if tgt is not None else None
