@@ -121,9 +121,10 @@ class FeatureEngine(Stateful):
                v: float) -> bool:
         """Add one closed base bar; return True when warm (features usable).
 
-        Hot path: the indicator updates (``ATR``, ``RSI``, ``RollingMeanStd``, ``EWZ``) are
-        inlined on their own state objects with the very same float operations in the same
-        order as their ``update`` methods, so the results are bit-identical to calling them."""
+        Hot path: the rolling sums of squared returns and the ``EWZ`` normalisation are
+        inlined on their own state (the very same float operations in the same order as their
+        ``update`` methods, so bit-identical); ATR, RSI and the rolling z-scores call their
+        indicators."""
         if open_time_ms <= self.last_open_ms:
             raise ValueError(f"bar {open_time_ms} is not after {self.last_open_ms}")
         self.last_open_ms = open_time_ms
@@ -171,135 +172,29 @@ class FeatureEngine(Stateful):
             x2 = log(c / cbuf[cpos - n2]) / sqrt(w2)
         if cnt > n3 and w4 > 0.0:
             x3 = sqrt((w3 / n3) / (w4 / (n4 if cnt > n4 else cnt)))
-        # ATR(atr_period): ATR.update + Wilder.update
-        ind = self.atr
-        ppc = ind.prev_close
-        if ppc != ppc:  # first bar
-            tr = h - lo
-        else:  # max(h - lo, |h - pc|, |lo - pc|)
-            tr = h - lo
-            d = h - ppc
-            if d < 0.0:
-                d = -d
-            if d > tr:
-                tr = d
-            d = lo - ppc
-            if d < 0.0:
-                d = -d
-            if d > tr:
-                tr = d
-        ind.prev_close = c
-        w = ind.rma
-        k = w.count + 1
-        w.count = k
-        wn = w.n
-        if k < wn:
-            w.acc += tr
-        elif k == wn:
-            w.value = (w.acc + tr) / wn
-        else:
-            w.value += (tr - w.value) / wn
-        atr = w.value
+        atr = self.atr.update(h, lo, c)
         if atr == atr:
             x4 = atr / c
-        # RSI: RSI.update + 2 x Wilder.update
-        ind = self.rsi
-        ppc = ind.prev_close
-        ind.prev_close = c
-        if ppc == ppc:
-            d = c - ppc
-            w = ind.gain
-            k = w.count + 1
-            w.count = k
-            wn = w.n
-            x = d if d > 0 else 0.0
-            if k < wn:
-                w.acc += x
-            elif k == wn:
-                w.value = (w.acc + x) / wn
-            else:
-                w.value += (x - w.value) / wn
-            g = w.value
-            w = ind.loss
-            k = w.count + 1
-            w.count = k
-            x = -d if d < 0 else 0.0
-            if k < wn:
-                w.acc += x
-            elif k == wn:
-                w.value = (w.acc + x) / wn
-            else:
-                w.value += (x - w.value) / wn
-            ls = w.value
-            if g == g:
-                ind.value = 100.0 if ls == 0.0 else 100.0 - 100.0 / (1.0 + g / ls)
-        rsi = ind.value
+        rsi = self.rsi.update(c)
         if rsi == rsi:
             x5 = rsi - 50.0
-        # Bollinger z: RollingMeanStd.update + mean + std
+        # Bollinger z and volume z (RollingMeanStd: z of the newest value)
         ind = self.bb
-        n = ind.n
-        kk = ind.shift
-        if kk != kk:
-            kk = ind.shift = c
-        d = c - kk
+        ind.update(c)
         k = ind.count
-        bpos = ind.pos
-        buf = ind.buf
-        if k == n:
-            ob = buf[bpos] - kk
-            s1 = ind.s1 = ind.s1 + (d - ob)
-            s2 = ind.s2 = ind.s2 + (d * d - ob * ob)
-        else:
-            k = ind.count = k + 1
-            s1 = ind.s1 = ind.s1 + d
-            s2 = ind.s2 = ind.s2 + d * d
-        buf[bpos] = c
-        bpos += 1
-        ind.pos = 0 if bpos == n else bpos
-        since = ind.since + 1
-        ind.since = since
-        if since >= n:
-            ind._reanchor()
-            kk, s1, s2 = ind.shift, ind.s1, ind.s2
-        if k == n:
-            m = s1 / k
-            va = s2 / k - m * m
+        if k == ind.n:
+            m = ind.s1 / k
+            va = ind.s2 / k - m * m
             if va > 0.0:
-                sd = sqrt(va)
-                x6 = (c - (kk + s1 / k)) / sd
-        # volume z: RollingMeanStd.update + mean + std
+                x6 = (c - (ind.shift + ind.s1 / k)) / sqrt(va)
         ind = self.vol
-        n = ind.n
-        kk = ind.shift
-        if kk != kk:
-            kk = ind.shift = v
-        d = v - kk
+        ind.update(v)
         k = ind.count
-        bpos = ind.pos
-        buf = ind.buf
-        if k == n:
-            ob = buf[bpos] - kk
-            s1 = ind.s1 = ind.s1 + (d - ob)
-            s2 = ind.s2 = ind.s2 + (d * d - ob * ob)
-        else:
-            k = ind.count = k + 1
-            s1 = ind.s1 = ind.s1 + d
-            s2 = ind.s2 = ind.s2 + d * d
-        buf[bpos] = v
-        bpos += 1
-        ind.pos = 0 if bpos == n else bpos
-        since = ind.since + 1
-        ind.since = since
-        if since >= n:
-            ind._reanchor()
-            kk, s1, s2 = ind.shift, ind.s1, ind.s2
         if k >= 2:
-            m = s1 / k
-            va = s2 / k - m * m
+            m = ind.s1 / k
+            va = ind.s2 / k - m * m
             if va > 0.0:
-                sd = sqrt(va)
-                x7 = (v - (kk + s1 / k)) / sd
+                x7 = (v - (ind.shift + ind.s1 / k)) / sqrt(va)
         # normalise (EWZ recursion per feature, state in nmean/nvar/ncount)
         nmean, nvar, ncount = self.nmean, self.nvar, self.ncount
         clip = self.clip
