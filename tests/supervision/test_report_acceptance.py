@@ -13,8 +13,6 @@ import csv
 import json
 import math
 import re
-import struct
-import zlib
 from dataclasses import dataclass
 from decimal import Decimal
 from html.parser import HTMLParser
@@ -30,6 +28,7 @@ from exchange_sim import marketdata as md
 from models.enums import Market
 from supervision.backtest import BacktestOptions, backtest_config, run_backtest
 from supervision.config_io import load_config
+from tests.supervision.png_check import is_png
 
 DATA = md.default_data_dir()
 pytestmark = pytest.mark.skipif(DATA is None, reason="no market data directory")
@@ -241,28 +240,6 @@ def _shown(v: Any) -> str:
     return v if isinstance(v, str) else json.dumps(v)
 
 
-def _is_png(data: bytes) -> bool:
-    """PNG signature, IHDR first with a non-empty size, every chunk's CRC, IEND last, and the
-    image data inflates."""
-    if not data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return False
-    pos, kinds, idat = 8, [], b""
-    while pos < len(data):
-        (n,) = struct.unpack(">I", data[pos:pos + 4])
-        kind, body = data[pos + 4:pos + 8], data[pos + 8:pos + 8 + n]
-        (crc,) = struct.unpack(">I", data[pos + 8 + n:pos + 12 + n])
-        if zlib.crc32(kind + body) != crc:
-            return False
-        kinds.append(kind)
-        if kind == b"IHDR":
-            w, h = struct.unpack(">II", body[:8])
-            if w == 0 or h == 0:
-                return False
-        idat += body if kind == b"IDAT" else b""
-        pos += 12 + n
-    return kinds[0] == b"IHDR" and kinds[-1] == b"IEND" and len(zlib.decompress(idat)) > 0
-
-
 def test_html_is_self_contained_and_shows_every_figure(run: Run) -> None:
     page_src = (run.out / "report.html").read_text()
     page = _Page()
@@ -280,7 +257,7 @@ def test_html_is_self_contained_and_shows_every_figure(run: Run) -> None:
     for src in page.imgs:
         assert src.startswith("data:image/png;base64,"), src[:60]
         raw = base64.b64decode(src.split(",", 1)[1], validate=True)
-        assert _is_png(raw)
+        assert is_png(raw)
         embedded.append(raw)
     for f in pngs:
         assert (run.out / f).read_bytes() in embedded, f

@@ -8,9 +8,7 @@ import math
 import os
 import random
 import signal
-import struct
 import time
-import zlib
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +18,7 @@ import pytest
 from supervision import report_charts as rc
 from supervision.report import analyse, build_report
 from supervision.report_charts import ChartPool, envelope, render_charts
+from tests.supervision.png_check import is_png
 
 HAVE_MPL = importlib.util.find_spec("matplotlib") is not None
 needs_mpl = pytest.mark.skipif(not HAVE_MPL, reason="matplotlib not installed")
@@ -93,21 +92,6 @@ def chart() -> dict[str, Any]:
     return analyse(_events())[1]
 
 
-def _valid_png(data: bytes) -> bool:
-    if not data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return False
-    pos, kinds, idat = 8, [], b""
-    while pos < len(data):
-        (n,) = struct.unpack(">I", data[pos:pos + 4])
-        kind, body = data[pos + 4:pos + 8], data[pos + 8:pos + 8 + n]
-        if zlib.crc32(kind + body) != struct.unpack(">I", data[pos + 8 + n:pos + 12 + n])[0]:
-            return False
-        kinds.append(kind)
-        idat += body if kind == b"IDAT" else b""
-        pos += 12 + n
-    return kinds[0] == b"IHDR" and kinds[-1] == b"IEND" and len(zlib.decompress(idat)) > 0
-
-
 def _gone(pid: int) -> bool:
     """The process has exited and was reaped (not a zombie, not running)."""
     try:
@@ -131,7 +115,7 @@ def test_pool_renders_the_same_charts_as_in_process(chart: dict[str, Any]) -> No
     assert warnings == []
     assert set(remote) == set(again) == NAMES
     for name in NAMES:
-        assert _valid_png(remote[name]), name
+        assert is_png(remote[name]), name
         assert remote[name] == local[name] == again[name], name  # same code, same pixels
     assert len(pids) == 2 and all(_gone(p) for p in pids)
 
@@ -151,7 +135,7 @@ def test_worker_dying_mid_render_loses_no_chart(chart: dict[str, Any],
         pids = pool.pids
         warnings: list[str] = []
         images = pool.render(chart, warnings)
-    assert set(images) == NAMES and all(_valid_png(b) for b in images.values())
+    assert set(images) == NAMES and all(is_png(b) for b in images.values())
     assert any("exited (code 3)" in w for w in warnings), warnings
     assert all(_gone(p) for p in pids)
 
