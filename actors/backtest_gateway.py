@@ -100,7 +100,8 @@ class SymbolFeed:
     fill_i: int = 0
     base_i: int = 0
     fund_i: int = 0
-    fill_close: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    #: close time (ms, exclusive end) of every fill bar, ascending
+    fill_close: list[int] = field(default_factory=list)
     pending: list[m.Message] = field(default_factory=list)
     last_volume: float = 0.0
     #: (rate, next funding time) last emitted: like the live stream reader, a
@@ -108,17 +109,17 @@ class SymbolFeed:
     funding_last: tuple[Decimal, int] | None = None
 
     def __post_init__(self) -> None:
-        self.fill_close = np.asarray(self.fill.open_time, dtype=np.int64) + self.fill.interval_ms
         # the replay reads one bar at a time: plain Python lists (the same ints and floats)
         # cost a fraction of numpy's per-element access
         self.fill_rows = _rows(self.fill)
         self.base_rows = _rows(self.base)
-        self.fill_close_l: list[int] = self.fill_close.tolist()
+        iv = self.fill.interval_ms
+        self.fill_close = [t + iv for t in self.fill_rows[0]]
 
     def next_close_ms(self) -> int | None:
         """Sim time at which the next unreplayed fill bar closes (None when done)."""
         i = self.fill_i
-        c = self.fill_close_l
+        c = self.fill_close
         return c[i] if i < len(c) else None
 
 
@@ -245,7 +246,7 @@ class BacktestVenue:
         futures = f.market is Market.FUTURES
         out: list[m.Message] = []
         f_ot, f_open, f_high, f_low, f_close, f_vol = f.fill_rows
-        closes = f.fill_close_l
+        closes = f.fill_close
         n = len(closes)
         iv = f.fill.interval_ms
         tick = f.filters.tick_size

@@ -26,6 +26,7 @@ value in a backtest); everything else about persistence is the live code path.
 from __future__ import annotations
 
 import argparse
+import bisect
 import csv
 import gc
 import heapq
@@ -778,8 +779,8 @@ def _drive(asys: Any, venue: BacktestVenue, wake: SimWakeups, clk: aclock.SimClo
     from supervision.logs import log_event
 
     feeds = venue.feeds
-    total = sum(int(((f.fill_close > opts.start_ms) & (f.fill_close <= opts.end_ms)).sum())
-                for f in feeds.values())
+    total = sum(bisect.bisect_right(f.fill_close, opts.end_ms)
+                - bisect.bisect_right(f.fill_close, opts.start_ms) for f in feeds.values())
     prog = Progress(total, opts.progress)
     status_ms = int(cfg.supervision.status_interval_s * 1000)
     next_status = opts.start_ms + status_ms
