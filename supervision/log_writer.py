@@ -173,58 +173,42 @@ def _child(inp: IO[bytes], out: IO[bytes]) -> None:
     assert kind == "init"
     for s in opts["secrets"]:
         logs.register_secret(s)
-    fh = open(opts["path"], "a", encoding="utf-8") if opts["path"] else None  # noqa: SIM115
-    level_no, keep, pid = opts["level_no"], opts["keep"], opts["pid"]
+    level_no, pid = opts["level_no"], opts["pid"]
     collector = None
     if opts["collector"]:
         from supervision.report import ReportCollector
 
         collector = ReportCollector()
-    kept: list[dict[str, Any]] = []
+    level = next((k for k, v in logs._LEVEL_NO.items() if v == level_no), "INFO")
     utc = _dt.timezone.utc
     line_fn = logs._line
+    w = None
     try:
+        # the parent's DirectJsonLog, minus the offload: the same file, collector, kept events
+        w = logs.DirectJsonLog(Path(opts["path"]) if opts["path"] else None, level=level,
+                               keep=opts["keep"], collector=collector)
         while True:
             frame = _read_frame(inp)
             if frame[0] == "close":
                 break
-            lines: list[str] = []
             for raw in frame[1]:
                 rec = pickle.loads(raw)  # noqa: S301 - from our parent
                 if rec[1] is None:  # a pre-rendered line
                     no, _, event, line = rec
-                    obj = None
+                    w.emit(no, event, line)
                 else:
                     no, level, event, symbol, ts_ms, wall_ns, msg, extra = rec
                     objs: list[dict[str, Any]] = []
                     line = line_fn(_dt.datetime.fromtimestamp(wall_ns / 1e9, utc), level, event,
                                    symbol, msg, pid, ts_ms, extra, fast=True, obj_out=objs)
-                    obj = objs[0] if objs and not logs._secrets else None
-                if no >= level_no:
-                    lines.append(line)
-                    if collector is not None:
-                        if obj is None:
-                            import json
-
-                            obj = json.loads(line)
-                        collector.add(obj)
-                if no >= 20 and event in keep:
-                    if obj is None:
-                        import json
-
-                        obj = json.loads(line)
-                    kept.append(obj)
-            if fh is not None and lines:
-                fh.write("\n".join(lines) + "\n")
-        if fh is not None:
-            fh.close()
-            fh = None
-        _write_frame(out, ("done", kept, collector))
+                    w.emit(no, event, line, objs[0] if objs and not logs._secrets else None)
+        w.close()
+        _write_frame(out, ("done", w.kept, w.collector))
     except Exception as e:  # noqa: BLE001 - reported to the parent, which fails the run
         import traceback
 
-        if fh is not None:
-            fh.close()
+        if w is not None:
+            w.close()
         _write_frame(out, ("error", f"{type(e).__name__}: {e}\n{traceback.format_exc()}"))
     out.flush()
 

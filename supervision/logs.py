@@ -326,7 +326,9 @@ class DirectJsonLog:
         """Lowest level this object wants from loguru."""
         return self._min
 
-    def _emit(self, no: int, event: str, line: str, obj: dict[str, Any] | None = None) -> None:
+    def emit(self, no: int, event: str, line: str, obj: dict[str, Any] | None = None) -> None:
+        """One rendered line of level ``no`` (``obj``: its parsed form, if at hand): to the file,
+        the collector and the kept events, as configured."""
         if no >= self._level:
             if self._fh is not None:
                 self._fh.write(line + "\n")
@@ -344,7 +346,7 @@ class DirectJsonLog:
             self._off.line(rec["level"].no, rec["extra"].get("event", "LOG"),
                            rec["extra"]["_json"])
             return
-        self._emit(rec["level"].no, rec["extra"].get("event", "LOG"), rec["extra"]["_json"])
+        self.emit(rec["level"].no, rec["extra"].get("event", "LOG"), rec["extra"]["_json"])
 
     def log(self, event: str, msg: str, level: str, context: dict[str, Any]) -> bool:
         """Render and write one ``log_event``; False: not for the direct path (use loguru)."""
@@ -368,7 +370,7 @@ class DirectJsonLog:
                      self._pid, ts_ms, extra, fast=True, obj_out=objs)
         # the rendered dict is what parsing the line gives back (no secret can be in it when
         # none is registered; otherwise re-read the redacted line)
-        self._emit(no, event, line, objs[0] if objs and not _secrets else None)
+        self.emit(no, event, line, objs[0] if objs and not _secrets else None)
         return True
 
     def close(self) -> None:
