@@ -1069,7 +1069,8 @@ def render_html(report: Mapping[str, Any], images: Mapping[str, bytes]) -> str:
     return "\n".join(p for p in parts if p)
 
 
-def _have_matplotlib() -> bool:
+def have_matplotlib() -> bool:
+    """Is matplotlib installed (without importing it)?"""
     try:
         return importlib.util.find_spec("matplotlib") is not None
     except (ValueError, ImportError):  # e.g. sys.modules["matplotlib"] is None
@@ -1085,7 +1086,7 @@ def report_command(args: argparse.Namespace) -> int:
     log_dir = log if log.is_dir() else log.parent
     keep = out.exists() and out.resolve() == log_dir.resolve()
     # the workers import matplotlib while this process reads the log
-    pool = ChartPool() if _have_matplotlib() else None
+    pool = ChartPool() if have_matplotlib() else None
     try:
         rep = build_report(out, log, overwrite_csv=not keep, pool=pool)
     except ReportError as e:
