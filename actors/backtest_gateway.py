@@ -38,6 +38,7 @@ from thespian.actors import ActorAddress
 
 from actors.base import GridActor
 from actors.clock import now_ms
+from actors.gateway import ROUTES
 from exchange_sim.engine import (
     AccountEvent,
     CancelReplaceError,
@@ -546,16 +547,6 @@ class BacktestVenue:
 
 
 _KLINE_ROLES_FUTURES = ("strategy",)
-_ROUTES: dict[type, tuple[str, ...]] = {}
-
-
-def _routes() -> dict[type, tuple[str, ...]]:
-    """The live gateway's routing table (imported on first use)."""
-    if not _ROUTES:
-        from actors.gateway import ROUTES
-
-        _ROUTES.update(ROUTES)
-    return _ROUTES
 
 
 class BacktestGatewayActor(GridActor):
@@ -584,7 +575,7 @@ class BacktestGatewayActor(GridActor):
                                           filters=f.filters, market=f.market))
 
     def _route(self, ev: m.Message) -> None:
-        roles = _routes().get(type(ev), ())
+        roles = ROUTES.get(type(ev), ())
         if self.market is Market.FUTURES and type(ev) is m.KlineClosed:
             # futures risk marks from MarkPriceUpdated, which this venue always sends before
             # the same instant's kline: the kline would be a no-op there (live keeps it as a
