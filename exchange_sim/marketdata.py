@@ -414,15 +414,11 @@ def _disk_cache_file(path_s: str, mtime_ns: int, size: int, with_volume: bool) -
     return d / "klines" / f"{hashlib.sha1(key).hexdigest()}.npy"  # noqa: S324 - a cache key
 
 
+@lru_cache(maxsize=256)
 def _parse_ohlc_cached(path_s: str, mtime_ns: int, size: int, with_volume: bool) -> tuple:
     """``_parse_ohlc`` through two caches: this process's (LRU) and a disk cache of the parsed
     columns keyed by the file's path, mtime and size (a changed file is parsed afresh; an
     unreadable or unwritable cache is ignored)."""
-    return _parse_ohlc_mem(path_s, mtime_ns, size, with_volume)
-
-
-@lru_cache(maxsize=256)
-def _parse_ohlc_mem(path_s: str, mtime_ns: int, size: int, with_volume: bool) -> tuple:
     cf = _disk_cache_file(path_s, mtime_ns, size, with_volume)
     if cf is not None:
         try:
@@ -446,9 +442,6 @@ def _parse_ohlc_mem(path_s: str, mtime_ns: int, size: int, with_volume: bool) ->
         except OSError:
             pass
     return cols
-
-
-_parse_ohlc_cached.cache_clear = _parse_ohlc_mem.cache_clear  # type: ignore[attr-defined]
 
 
 def _parse_ohlc(path_s: str, with_volume: bool) -> tuple:
