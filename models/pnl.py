@@ -254,7 +254,7 @@ class EquityTracker(msgspec.Struct, kw_only=True):
         return self.update()
 
     def revalue(self) -> tuple[Decimal, float]:
-        """``update()``'s equity and drawdown (the peak raised as there), without the sums."""
+        """Equity and drawdown, the peak raised if needed (``update()`` without the sums)."""
         eq = self.equity()
         if eq > self.peak_equity:
             self.peak_equity = eq
@@ -262,12 +262,10 @@ class EquityTracker(msgspec.Struct, kw_only=True):
 
     def update(self) -> EquitySnapshot:
         """Recompute equity, raise the peak if needed, return the snapshot."""
-        eq = self.equity()
-        if eq > self.peak_equity:
-            self.peak_equity = eq
+        eq, dd = self.revalue()
         vals = list(self.symbols.values())
         return EquitySnapshot(
-            equity=eq, peak_equity=self.peak_equity, drawdown=self.drawdown(eq),
+            equity=eq, peak_equity=self.peak_equity, drawdown=dd,
             realized_gross=sum((s.realized_gross for s in vals), ZERO),
             fees=sum((s.fees for s in vals), ZERO),
             funding=sum((s.funding for s in vals), ZERO),
