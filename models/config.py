@@ -24,7 +24,7 @@ from models.strategy.params import StrategyParams
 
 #: Symbols the embedded exchange lists with real filters (any USDT pair is allowed on live/testnet).
 SIM_SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT")
-_SYMBOL_RE = re.compile(r"^[A-Z0-9]{2,20}USDT$")
+_SYMBOL_RE = re.compile(r"^[A-Z0-9]{2,20}USDT\Z")
 _STRUCT = {"frozen": True, "kw_only": True, "forbid_unknown_fields": True}
 
 

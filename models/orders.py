@@ -210,9 +210,9 @@ def next_state(state: OrderState, trigger: Trigger) -> OrderState | None:
 # ------------------------------------------------------------------------------------------
 # Client order ids
 # ------------------------------------------------------------------------------------------
-_PREFIX_RE = re.compile(r"^[A-Za-z0-9]{1,6}$")
-_SYMBOL_RE = re.compile(r"^[A-Z0-9]{1,30}$")
-_KEY_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
+_PREFIX_RE = re.compile(r"^[A-Za-z0-9]{1,6}\Z")
+_SYMBOL_RE = re.compile(r"^[A-Z0-9]{1,30}\Z")
+_KEY_RE = re.compile(r"^[A-Za-z0-9_.-]+\Z")
 _B36 = "0123456789abcdefghijklmnopqrstuvwxyz"
 MAX_ID_LEN = 36
 

@@ -85,6 +85,14 @@ def test_drawdown_levels_strictly_decreasing() -> None:
     assert "$.risk.drawdown_levels[1]: must be below -0.05" in _errors(doc)
 
 
+def test_symbol_with_a_trailing_newline_rejected() -> None:
+    doc = _default()
+    doc["venue"] = "live"  # any USDT pair is allowed there: only the pattern can catch it
+    doc["portfolio"]["symbols"][0] += "\n"
+    assert any(e.startswith("$.portfolio.symbols[0]: 'BTCUSDT\\n' is not a USDT symbol")
+               for e in _errors(doc))
+
+
 def test_every_error_reported_at_once() -> None:
     doc = _default()
     doc["portfolio"]["leverage_cap"] = 0

@@ -272,6 +272,12 @@ def test_id_rejects_bad_inputs_and_parses_back() -> None:
                 ("gb", "BTCUSDT", "", 0), ("gb", "BTCUSDT", "L1", -1)]:
         with pytest.raises(ValueError):
             client_order_id(*bad)
+    # a trailing newline is not a plain character ("$" would have let it through)
+    for bad in [("gb\n", "BTCUSDT", "L1", 0), ("gb", "BTCUSDT\n", "L1", 0)]:
+        with pytest.raises(ValueError):
+            client_order_id(*bad)
+    nl = client_order_id("gb", "BTCUSDT", "0\n", 0)
+    assert ID_RE.fullmatch(nl) and nl != client_order_id("gb", "BTCUSDT", "0", 0)
     cid = client_order_id("gb", "ETHUSDT", "L-3", 40)
     assert cid == "gb-ETH-L-3-14"
     p = parse_client_order_id(cid, "gb")
