@@ -7,8 +7,6 @@ S = v1 * max(-b_down, 0) * c_down + v2 * max(-b_neu, 0) * c_neu
 
 from __future__ import annotations
 
-from bisect import bisect_left, insort
-
 from models.strategy.indicators import RollingPercentile
 from models.strategy.params import ConvictionFilterParams, SystemWeightParams
 from models.strategy.snapshot import Stateful
@@ -39,25 +37,10 @@ class ConvictionFilter(Stateful):
 
     def update(self, L: float, S: float) -> tuple[bool, bool]:
         """Test L and S against their histories, then add them; return (long_ok, short_ok)."""
-        q = self.pct / 100.0
-        mh = self.min_hist
-        mc = self.min_conv
-        h = self.hist_l
-        s = h.sorted
-        k = len(s)
-        long_ok = k >= mh and k > 0 and L >= mc and L >= s[int(q * (k - 1))]
-        if k == h.n:  # RollingPercentile.push, inlined (hot path)
-            del s[bisect_left(s, h.window.popleft())]
-        h.window.append(L)
-        insort(s, L)
-        h = self.hist_s
-        s = h.sorted
-        k = len(s)
-        short_ok = k >= mh and k > 0 and S >= mc and S >= s[int(q * (k - 1))]
-        if k == h.n:
-            del s[bisect_left(s, h.window.popleft())]
-        h.window.append(S)
-        insort(s, S)
+        hl, hs = self.hist_l, self.hist_s
+        long_ok, short_ok = self._ok(hl, L), self._ok(hs, S)
+        hl.push(L)
+        hs.push(S)
         return long_ok, short_ok
 
     def _ok(self, h: RollingPercentile, x: float) -> bool:
