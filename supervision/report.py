@@ -43,7 +43,6 @@ import sys
 from array import array
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +50,7 @@ import msgspec
 import numpy as np
 
 from models import metrics as mx
+from supervision.logs import _jsonable
 from supervision.report_charts import ChartPool, render_charts
 
 ZERO = Decimal(0)
@@ -281,29 +281,6 @@ _MAIN = {"EQUITY", "DRAWDOWN_LEVEL", "TRADE_CLOSED", "ORDER_FILLED", "ORDER_PLAC
          "FUNDING_PAID"}
 
 
-def _plain(v: Any) -> Any:
-    """A log context value as the JSON log writes it (Decimal -> str, Enum -> value, structs
-    and containers recursively), so records fed unrendered give the numbers the file gives."""
-    if type(v) in _PLAIN:
-        return v
-    if isinstance(v, Decimal):
-        return str(v)
-    if isinstance(v, Enum):
-        return _plain(v.value)
-    if isinstance(v, Mapping):
-        return {str(k): _plain(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple, set, frozenset)):
-        return [_plain(x) for x in v]
-    if hasattr(v, "__struct_fields__"):
-        return {f: _plain(getattr(v, f)) for f in v.__struct_fields__}
-    if isinstance(v, (str, int, float, bool)):
-        return v
-    return str(v)
-
-
-_PLAIN = (str, int, float, bool, type(None))
-
-
 class ReportCollector:
     """Everything the report needs from a run's log records, collected incrementally (one pass,
     in log order): the events the analysis walks in time order (trimmed), STRATEGY prices and
@@ -446,7 +423,7 @@ class ReportCollector:
             keep = _KEEP.get(event)
             for k, v in fields.items():
                 if keep is None or k in keep or k == "weights":
-                    rec[k] = _plain(v)
+                    rec[k] = _jsonable(v)  # as the JSON log writes it
             self.add(rec)
 
     def strategy_series(self, symbol: str) -> tuple[Any, Any, Any, Any]:
@@ -459,9 +436,6 @@ class ReportCollector:
         order = np.argsort(t, kind="stable")
         return (t[order], np.frombuffer(a[1])[order], np.frombuffer(a[2])[order],
                 np.frombuffer(a[3])[order])
-
-
-_Collected = ReportCollector  # the former private name
 
 
 def _num(v: Any) -> Any:
