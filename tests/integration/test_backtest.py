@@ -71,13 +71,21 @@ def test_run_trades_and_writes_outputs(run1: Any) -> None:
 
 
 @needs_data
-def test_the_cyclic_gc_is_back_on_after_a_run_and_after_a_failed_one(run1: Any,
-                                                                   tmp_path: Path) -> None:
+def test_the_cyclic_gc_is_back_on_after_a_run_and_after_a_failed_one(
+        run1: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import gc
 
+    import supervision.backtest as sbt
+
     assert gc.isenabled()  # run1 finished: the wrap-up pause is over
-    with pytest.raises(BacktestError):
-        run_backtest(_opts(tmp_path, end_ms=START))
+
+    def broken(*_a: Any) -> None:
+        assert not gc.isenabled()  # the wrap-up runs with the GC paused
+        raise OSError("disk full")
+
+    monkeypatch.setattr(sbt, "write_trades_csv", broken)
+    with pytest.raises(OSError, match="disk full"):
+        run_backtest(_opts(tmp_path, end_ms=START + 3_600_000))
     assert gc.isenabled()
 
 
