@@ -9,6 +9,12 @@ strategy's OrderActions, planner notes, the commands to risk, snapshots) is seri
 canonically (floats via ``float.hex``, Decimals via ``str``) and hashed; the SHA-256 digests are
 committed in ``golden_outputs.json``.
 
+The synthetic bars are committed too (``data/golden-synthetic-5m-N.csv.gz``, every float written
+with ``repr`` so it reads back bit for bit): generating them at test time with numpy's
+vectorised ``exp`` gave other last bits on CPUs with other SIMD paths (AVX-512 vs AVX2), and so
+other digests. ``GRIDBOT_REGEN_GOLDEN_DATA=1`` rewrites them from ``conftest.synth`` (then the
+digests must be regenerated as well).
+
 Regenerate (only for a *deliberate* behaviour change): ``GRIDBOT_REGEN_GOLDEN=1 pytest ...``.
 """
 
@@ -36,6 +42,8 @@ from tests.models.strategy.conftest import DATA, synth
 
 GOLDEN = Path(__file__).with_name("golden_outputs.json")
 REGEN = os.environ.get("GRIDBOT_REGEN_GOLDEN") == "1"
+REGEN_DATA = os.environ.get("GRIDBOT_REGEN_GOLDEN_DATA") == "1"
+FIXTURES = Path(__file__).with_name("data")
 SYM = "BTCUSDT"
 FILTERS = SymbolFilters(symbol=SYM, base_asset="BTC", quote_asset="USDT",
                         tick_size=Decimal("0.01"), min_price=Decimal("0.01"),
@@ -119,9 +127,27 @@ class SpyStrategy:
 
 
 # -- data --------------------------------------------------------------------------------------
+_HEADER = "open_time,open,high,low,close,volume"
+
+
+def _synthetic_rows(n: int) -> np.ndarray:
+    """The committed seeded random walk of ``n`` 5m bars (exact floats, any CPU)."""
+    path = FIXTURES / f"golden-synthetic-5m-{n}.csv.gz"
+    if REGEN_DATA:
+        a = synth(n, seed=11, interval_ms=300_000, price=30_000.0, vol=0.003)
+        with gzip.GzipFile(path, "wb", mtime=0) as fh:
+            fh.write((_HEADER + "\n").encode())
+            for r in a:
+                fh.write((",".join([str(int(r[0]))] + [repr(float(x)) for x in r[1:]])
+                          + "\n").encode())
+    with gzip.open(path, "rt") as fh:
+        assert fh.readline().strip() == _HEADER
+        return np.array([[float(x) for x in line.split(",")] for line in fh], dtype=np.float64)
+
+
 def _rows(case: str, n: int) -> np.ndarray | None:
     if case == "synthetic":
-        return synth(n, seed=11, interval_ms=300_000, price=30_000.0, vol=0.003)
+        return _synthetic_rows(n)
     path = DATA / case
     if not path.exists():
         return None
