@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import threading
 import time
@@ -181,15 +180,21 @@ def acceptance_command(args: argparse.Namespace) -> int:
     from actors.streams import StreamManager
     from actors.venue_client import VenueClient, VenueEndpoints
     from models.backoff import Backoff
-    from supervision.config_io import load_config, load_credentials
+    from models.config import ConfigError
+    from supervision.cli_args import CliError
+    from supervision.config_io import (
+        MissingCredentials,
+        config_error_lines,
+        load_config,
+        load_credentials,
+    )
     from supervision.logs import configure_logging
 
-    configure_logging(None, stderr=True, stderr_level="WARNING")
     try:
         cfg = load_config(getattr(args, "config", None))
-    except Exception as e:  # noqa: BLE001 - ConfigError and file errors alike
-        print(f"gridbot acceptance: {e}", file=sys.stderr)
-        return 2
+    except ConfigError as e:
+        raise CliError(*config_error_lines(e, getattr(args, "config", None))) from None
+    configure_logging(None, stderr=True, stderr_level="WARNING")
     venue = Venue(args.venue)
     symbol = cfg.portfolio.symbols[0]
     market = cfg.portfolio.market_of(symbol)
@@ -212,11 +217,11 @@ def acceptance_command(args: argparse.Namespace) -> int:
             endpoints = VenueEndpoints.from_sim_urls(json.loads(urls.to_json()))
             key, secret = urls.api_key, urls.api_secret
         else:
-            creds = load_credentials(venue)
-            if creds is None:
-                print("gridbot acceptance: set BINANCE_API_KEY and BINANCE_API_SECRET",
-                      file=sys.stderr)
-                return 2
+            try:
+                creds = load_credentials(venue)
+            except MissingCredentials as e:
+                raise CliError(str(e)) from None
+            assert creds is not None  # None only for the embedded exchange
             endpoints = VenueEndpoints.for_venue(venue.value)
             key, secret = creds.api_key, creds.api_secret
         events = _Events()
