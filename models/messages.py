@@ -7,8 +7,8 @@ unique project-wide because thespian's dispatcher matches bare class names.
 
 Messages never carry thespian ``ActorAddress`` objects directly: wiring messages carry them as
 opaque pickled ``bytes`` (``actors.base.pack_address`` / ``unpack_address``), so every message
-stays plain data that encodes to JSON and msgpack. Never mutate a received message (``simpleSystemBase`` passes by reference);
-they are frozen for that reason.
+stays plain data that encodes to JSON and msgpack. Never mutate a received message
+(``simpleSystemBase`` passes by reference); they are frozen for that reason.
 """
 
 from __future__ import annotations

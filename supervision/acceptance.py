@@ -194,8 +194,12 @@ def acceptance_command(args: argparse.Namespace) -> int:
         cfg = load_config(getattr(args, "config", None))
     except ConfigError as e:
         raise CliError(*config_error_lines(e, getattr(args, "config", None))) from None
-    configure_logging(None, stderr=True, stderr_level="WARNING")
     venue = Venue(args.venue)
+    try:
+        creds = load_credentials(venue)  # None on the embedded exchange
+    except MissingCredentials as e:
+        raise CliError(str(e)) from None
+    configure_logging(None, stderr=True, stderr_level="WARNING")
     symbol = cfg.portfolio.symbols[0]
     market = cfg.portfolio.market_of(symbol)
     stable_s = args.stable_seconds if args.stable_seconds is not None else (
@@ -217,11 +221,7 @@ def acceptance_command(args: argparse.Namespace) -> int:
             endpoints = VenueEndpoints.from_sim_urls(json.loads(urls.to_json()))
             key, secret = urls.api_key, urls.api_secret
         else:
-            try:
-                creds = load_credentials(venue)
-            except MissingCredentials as e:
-                raise CliError(str(e)) from None
-            assert creds is not None  # None only for the embedded exchange
+            assert creds is not None
             endpoints = VenueEndpoints.for_venue(venue.value)
             key, secret = creds.api_key, creds.api_secret
         events = _Events()
