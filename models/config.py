@@ -1,9 +1,14 @@
 """Configuration schema (msgspec Structs, unknown keys forbidden) and semantic validation.
 
 ``parse_config(bytes)`` returns the typed config or *every* error it can find, each as
-``"$.json.path: message"``. Type errors are collected per section (msgspec stops at the first
-error inside one struct), then semantic rules run on every section that decoded. Reading files
-and environment variables happens in ``supervision.config_io``; this module stays pure.
+``"$.json.path: message"``, in one pass: structs are decoded field by field (msgspec stops at
+the first error inside one struct), so every type error and unknown key of every section is
+reported; a field that does not decode takes its default for the semantic rules, which then
+run on the whole config. A semantic error that involves a rejected field is left out (its path
+is at or below that field, or its message names it: a rule comparing two fields names the
+other one, ``"must be < ema_slow"``), so no message is about a value the file does not hold.
+Reading files and environment variables happens in ``supervision.config_io``; this module
+stays pure.
 
 API keys are never part of the config: they come from ``BINANCE_API_KEY`` /
 ``BINANCE_API_SECRET`` only (the ``sim`` section holds the embedded exchange's own fake keys).
@@ -11,9 +16,10 @@ API keys are never part of the config: they come from ``BINANCE_API_KEY`` /
 
 from __future__ import annotations
 
+import enum
 import math
 import re
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 
 import msgspec
 
@@ -24,7 +30,8 @@ from models.strategy.params import StrategyParams
 
 #: Symbols the embedded exchange lists with real filters (any USDT pair is allowed on live/testnet).
 SIM_SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT")
-_SYMBOL_RE = re.compile(r"^[A-Z0-9]{2,20}USDT\Z")
+#: A USDT-quoted symbol as Binance spells it.
+SYMBOL_RE = re.compile(r"^[A-Z0-9]{2,20}USDT\Z")
 _STRUCT = {"frozen": True, "kw_only": True, "forbid_unknown_fields": True}
 
 
@@ -171,15 +178,15 @@ def validate_portfolio(p: PortfolioConfig, venue: Venue, path: str = "$.portfoli
     if len(set(p.symbols)) != len(p.symbols):
         errs.append(f"{path}.symbols: duplicate symbols")
     for i, s in enumerate(p.symbols):
-        if not _SYMBOL_RE.match(s):
+        if not SYMBOL_RE.match(s):
             errs.append(f"{path}.symbols[{i}]: {s!r} is not a USDT symbol like 'BTCUSDT'")
         elif venue is Venue.SIM and s not in SIM_SYMBOLS:
             errs.append(f"{path}.symbols[{i}]: {s!r} is not listed on the embedded exchange "
-                        f"(known: {', '.join(SIM_SYMBOLS)})")
+                        f"(venue 'sim' lists {', '.join(SIM_SYMBOLS)})")
         if s not in p.weights:
-            errs.append(f"{path}.weights: missing weight for {s}")
+            errs.append(f"{path}.weights: missing weight for {s} (listed in symbols)")
         if s not in p.markets:
-            errs.append(f"{path}.markets: missing market for {s}")
+            errs.append(f"{path}.markets: missing market for {s} (listed in symbols)")
     for s, w in p.weights.items():
         if s not in p.symbols:
             errs.append(f"{path}.weights.{s}: not in symbols")
@@ -225,7 +232,8 @@ def validate_config(cfg: Config) -> list[str]:
             v = getattr(st, name)
             if isinstance(v, int) and v % base_min:
                 errs.append(f"$.strategy.{name}: must be a multiple of the base bar "
-                            f"({g.kline_intervals[0]} = {base_min} min)")
+                            f"($.gateway.kline_intervals[0] = {g.kline_intervals[0]} = "
+                            f"{base_min} min)")
     if not 0 <= g.event_reorder_ms <= 1000:
         errs.append("$.gateway.event_reorder_ms: must be in [0, 1000]")
     if not g.kline_intervals:
@@ -267,8 +275,97 @@ def validate_config(cfg: Config) -> list[str]:
     return errs
 
 
+def _is_struct(t: Any) -> bool:
+    return isinstance(t, type) and issubclass(t, msgspec.Struct)
+
+
+def _decode_struct(value: Any, typ: type, path: str, errors: list[str], failed: list[str],
+                   *, top: bool = False) -> Any:
+    """``value`` as a ``typ`` Struct, field by field. Every type error and unknown key goes to
+    ``errors``; a field that does not decode keeps its default and its path goes to ``failed``.
+    Returns None only when ``value`` is not an object at all."""
+    if not isinstance(value, dict):
+        try:
+            return msgspec.convert(value, typ, strict=True)  # raises "Expected `object`..."
+        except msgspec.ValidationError as e:
+            errors.append(_format_validation(e, path))
+            failed.append(path)
+            return None
+    fields = {f.encode_name: f for f in msgspec.structs.fields(typ)}
+    kwargs: dict[str, Any] = {}
+    for key, v in value.items():
+        f = fields.get(key)
+        if f is None:
+            if not (top and key.startswith("_")):  # top-level "_comment" keys are ignored
+                errors.append(f"{path}.{key}: unknown key")
+            continue
+        fpath = f"{path}.{key}"
+        if _is_struct(f.type):
+            sub = _decode_struct(v, f.type, fpath, errors, failed)
+            if sub is not None:
+                kwargs[f.name] = sub
+            continue
+        try:
+            kwargs[f.name] = msgspec.convert(v, f.type, strict=True)
+        except msgspec.ValidationError as e:
+            errors += _field_errors(e, v, f.type, fpath)
+            failed.append(fpath)
+    return typ(**kwargs)
+
+
+def _field_errors(e: msgspec.ValidationError, value: Any, t: Any, path: str) -> list[str]:
+    """The errors of one field that did not convert: per key for a dict (msgspec says only
+    ``[...]``), with the allowed values of an enum."""
+    if get_origin(t) is dict and isinstance(value, dict):
+        vt = get_args(t)[1]
+        out: list[str] = []
+        for k, x in value.items():
+            try:
+                msgspec.convert(x, vt, strict=True)
+            except msgspec.ValidationError as ex:
+                out += _field_errors(ex, x, vt, f"{path}.{k}")
+        if out:
+            return out
+    err = _format_validation(e, path)
+    choices = _choices(t)
+    if choices and "invalid enum value" in err:
+        err += f" (one of: {', '.join(choices)})"
+    return [err]
+
+
+def _choices(t: Any) -> list[str]:
+    """The allowed values of an Enum or Literal type (or of one inside a container)."""
+    if isinstance(t, type) and issubclass(t, enum.Enum):
+        return [str(m.value) for m in t]
+    if get_origin(t) is Literal:
+        return [str(a) for a in get_args(t)]
+    for a in get_args(t):
+        found = _choices(a)
+        if found:
+            return found
+    return []
+
+
+_WORD = r"(?<![A-Za-z0-9_]){}(?![A-Za-z0-9_])"
+
+
+def _involves(err: str, field_path: str) -> bool:
+    """Whether semantic error ``err`` is about (or compares against) the field at
+    ``field_path``: its path is at or below it, or its message names it (by full path, or by
+    bare name inside the same struct)."""
+    path, _, msg = err.partition(": ")
+    if path == field_path or path.startswith((field_path + ".", field_path + "[")):
+        return True
+    if field_path in msg:
+        return True
+    parent, _, leaf = field_path.rpartition(".")
+    return (path.startswith(parent + ".")
+            and re.search(_WORD.format(re.escape(leaf)), msg) is not None)
+
+
 def parse_config(data: bytes | str) -> tuple[Config | None, list[str]]:
-    """Decode and validate. Returns ``(config, [])`` or ``(None, errors)``."""
+    """Decode and validate. Returns ``(config, [])`` or ``(None, errors)`` with every type
+    error, unknown key and semantic error (see the module docstring)."""
     try:
         raw = msgspec.json.decode(data)
     except msgspec.DecodeError as e:
@@ -276,21 +373,9 @@ def parse_config(data: bytes | str) -> tuple[Config | None, list[str]]:
     if not isinstance(raw, dict):
         return None, ["$: must be a JSON object"]
     errors: list[str] = []
-    sections: dict[str, Any] = {}
-    for key, value in raw.items():
-        if key.startswith("_"):  # "_comment" keys are allowed and ignored
-            continue
-        if key not in SECTIONS:
-            errors.append(f"$.{key}: unknown key")
-            continue
-        try:
-            sections[key] = msgspec.convert(value, SECTIONS[key], strict=True)
-        except msgspec.ValidationError as e:
-            errors.append(_format_validation(e, f"$.{key}"))
-    if errors:
-        return None, errors
-    cfg = Config(**sections)
-    errors = validate_config(cfg)
+    failed: list[str] = []
+    cfg = _decode_struct(raw, Config, "$", errors, failed, top=True)
+    errors += [e for e in validate_config(cfg) if not any(_involves(e, f) for f in failed)]
     return (None, errors) if errors else (cfg, [])
 
 

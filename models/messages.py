@@ -6,9 +6,9 @@ Commands are imperative (``PlaceOrder``), events past tense (``OrderFilled``). C
 unique project-wide because thespian's dispatcher matches bare class names.
 
 Messages never carry thespian ``ActorAddress`` objects directly: wiring messages carry them as
-opaque pickled ``bytes`` (see ``actors.wiring``), so every message stays plain data that encodes
-to JSON and msgpack. Never mutate a received message (``simpleSystemBase`` passes by reference);
-they are frozen for that reason.
+opaque pickled ``bytes`` (``actors.base.pack_address`` / ``unpack_address``), so every message
+stays plain data that encodes to JSON and msgpack. Never mutate a received message
+(``simpleSystemBase`` passes by reference); they are frozen for that reason.
 """
 
 from __future__ import annotations

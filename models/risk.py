@@ -119,13 +119,14 @@ class RiskParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
         if not fin(h) or h < 0:
             errs.append(f"{path}.hysteresis: must be >= 0")
         elif gaps and h >= min(gaps):
-            errs.append(f"{path}.hysteresis: must be smaller than the gap between drawdown "
-                        f"levels ({min(gaps):g})")
+            errs.append(f"{path}.hysteresis: must be smaller than the gap between "
+                        f"drawdown_levels ({min(gaps):g})")
         elif fin(lv[0]) and lv[0] + h >= 0:
             errs.append(f"{path}.hysteresis: drawdown_levels[0] + hysteresis must stay below 0")
         r = self.halt_resume_drawdown
         if not fin(r) or not lv[-1] < r <= 0.0:
-            errs.append(f"{path}.halt_resume_drawdown: must be in ({lv[-1]:g}, 0]")
+            errs.append(f"{path}.halt_resume_drawdown: must be in ({lv[-1]:g}, 0] (above "
+                        "drawdown_levels[2])")
         return errs
 
     def level_2_cap(self, leverage_cap: float) -> float:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import threading
 import time
@@ -181,16 +180,26 @@ def acceptance_command(args: argparse.Namespace) -> int:
     from actors.streams import StreamManager
     from actors.venue_client import VenueClient, VenueEndpoints
     from models.backoff import Backoff
-    from supervision.config_io import load_config, load_credentials
+    from models.config import ConfigError
+    from supervision.cli_args import CliError
+    from supervision.config_io import (
+        MissingCredentials,
+        config_error_lines,
+        load_config,
+        load_credentials,
+    )
     from supervision.logs import configure_logging
 
-    configure_logging(None, stderr=True, stderr_level="WARNING")
     try:
         cfg = load_config(getattr(args, "config", None))
-    except Exception as e:  # noqa: BLE001 - ConfigError and file errors alike
-        print(f"gridbot acceptance: {e}", file=sys.stderr)
-        return 2
+    except ConfigError as e:
+        raise CliError(*config_error_lines(e, getattr(args, "config", None))) from None
     venue = Venue(args.venue)
+    try:
+        creds = load_credentials(venue)  # None on the embedded exchange
+    except MissingCredentials as e:
+        raise CliError(str(e)) from None
+    configure_logging(None, stderr=True, stderr_level="WARNING")
     symbol = cfg.portfolio.symbols[0]
     market = cfg.portfolio.market_of(symbol)
     stable_s = args.stable_seconds if args.stable_seconds is not None else (
@@ -212,11 +221,7 @@ def acceptance_command(args: argparse.Namespace) -> int:
             endpoints = VenueEndpoints.from_sim_urls(json.loads(urls.to_json()))
             key, secret = urls.api_key, urls.api_secret
         else:
-            creds = load_credentials(venue)
-            if creds is None:
-                print("gridbot acceptance: set BINANCE_API_KEY and BINANCE_API_SECRET",
-                      file=sys.stderr)
-                return 2
+            assert creds is not None
             endpoints = VenueEndpoints.for_venue(venue.value)
             key, secret = creds.api_key, creds.api_secret
         events = _Events()

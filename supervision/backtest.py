@@ -58,7 +58,7 @@ from models import messages as m
 from models.config import Config, base_interval, config_to_json
 from models.enums import Market
 
-EXIT_OK, EXIT_FAIL, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_OK, EXIT_FAIL = 0, 1
 DAY_MS = 86_400_000
 NS = 1_000_000
 #: events kept in memory for trades.csv / equity.csv / the result (the rest is only logged)
@@ -129,10 +129,14 @@ class BacktestResult:
     initial_equity: str = ""
     report: dict[str, Any] | None = None
     out_dir: Path | None = None
+    #: the replayed span, ISO-8601 UTC (``end`` exclusive)
+    start: str = ""
+    end: str = ""
 
     def summary(self) -> dict[str, Any]:
         """JSON-able summary (no per-event lists)."""
         return {
+            "start": self.start, "end": self.end,
             "bars": self.bars, "messages": self.messages, "wall_s": round(self.wall_s, 3),
             "bars_per_s": round(self.bars / self.wall_s, 1) if self.wall_s else None,
             "msgs_per_s": round(self.messages / self.wall_s, 1) if self.wall_s else None,
@@ -178,6 +182,17 @@ def _floor(ms: int, iv: int) -> int:
     return ms - ms % iv
 
 
+def check_symbols(symbols: tuple[str, ...], market: Market) -> None:
+    """Every symbol must have the embedded exchange's filters on ``market``."""
+    from exchange_sim.specs import default_specs
+
+    specs = default_specs(market)
+    for sym in symbols:
+        if sym not in specs:
+            raise BacktestError(f"{sym}: no {market.value} symbol filters on the embedded "
+                                f"exchange (known: {', '.join(sorted(specs))})")
+
+
 def load_feeds(opts: BacktestOptions, cfg: Config, notes: list[str], gaps: list[str]
                ) -> dict[str, SymbolFeed]:
     """Fill bars, base bars and funding per symbol; gaps are reported, never filled."""
@@ -189,15 +204,13 @@ def load_feeds(opts: BacktestOptions, cfg: Config, notes: list[str], gaps: list[
     if base_ms % fill_ms:
         raise BacktestError(f"fill interval {fill_iv} does not divide the base interval "
                             f"{base_iv}")
+    check_symbols(opts.symbols, opts.market)
     specs = default_specs(opts.market)
     hist = opts.history_ms if opts.history_ms is not None else history_need_ms(cfg)
     start, end = opts.start_ms, opts.end_ms
     h0 = _floor(start - hist, base_ms)
     feeds: dict[str, SymbolFeed] = {}
     for sym in opts.symbols:
-        if sym not in specs:
-            raise BacktestError(f"{sym}: no {opts.market.value} symbol filters on the embedded "
-                                f"exchange (known: {', '.join(sorted(specs))})")
         bars = _load_bars(opts, sym, fill_iv, h0, end, start, notes)
         run = bars.slice_time(start, end)
         if not len(run):
@@ -254,8 +267,8 @@ def _load_bars(opts: BacktestOptions, sym: str, iv: str, h0: int, end: int, star
             pass
         try:
             bars = md.load_klines(sym, opts.market, iv, lo, end, data_dir=opts.data_dir)
-        except md.DataError:
-            raise BacktestError(str(first)) from first
+        except md.DataError as e:  # names the requested range itself, not range + history
+            raise BacktestError(str(e)) from first
         notes.append(f"{sym}: {iv} history only from {md.fmt_ms(lo)} in the data")
         return bars
 
@@ -566,9 +579,10 @@ def _seed_strategy(state_dir: Path, cfg: Config, sym: str, weights: Any) -> None
         store.close()
 
 
-def run_backtest(opts: BacktestOptions,
-                 on_step: Callable[[int], None] | None = None) -> BacktestResult:
-    """Replay ``opts`` through the actors; write outputs to ``opts.out_dir`` (if set)."""
+def run_backtest(opts: BacktestOptions, on_step: Callable[[int], None] | None = None,
+                 on_start: Callable[[], None] | None = None) -> BacktestResult:
+    """Replay ``opts`` through the actors; write outputs to ``opts.out_dir`` (if set).
+    ``on_start`` is called once the data has loaded, before the first bar."""
     if opts.end_ms <= opts.start_ms:
         raise BacktestError(f"empty range {md.fmt_ms(opts.start_ms)} .. {md.fmt_ms(opts.end_ms)}")
     gc_was = gc.isenabled()
@@ -576,7 +590,7 @@ def run_backtest(opts: BacktestOptions,
     # workers import matplotlib on the other core while the data loads and the replay runs
     collector, pool = _report_helpers(opts)
     try:
-        return _run_backtest(opts, on_step, collector, pool)
+        return _run_backtest(opts, on_step, collector, pool, on_start)
     finally:
         if pool is not None:
             pool.close()
@@ -585,7 +599,8 @@ def run_backtest(opts: BacktestOptions,
 
 
 def _run_backtest(opts: BacktestOptions, on_step: Callable[[int], None] | None,
-                  collector: Any, pool: Any) -> BacktestResult:
+                  collector: Any, pool: Any,
+                  on_start: Callable[[], None] | None = None) -> BacktestResult:
     from loguru import logger
     from thespian.actors import ActorSystem
 
@@ -599,9 +614,12 @@ def _run_backtest(opts: BacktestOptions, on_step: Callable[[int], None] | None,
     )
 
     cfg = opts.config
-    res = BacktestResult(out_dir=opts.out_dir)
+    res = BacktestResult(out_dir=opts.out_dir, start=md.fmt_ms(opts.start_ms),
+                         end=md.fmt_ms(opts.end_ms))
     feeds = load_feeds(opts, cfg, res.notes, res.gaps)
     engines = make_engines(cfg, opts.market, opts.symbols, opts.balance)
+    if on_start is not None:
+        on_start()
     out = opts.out_dir
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
@@ -908,7 +926,7 @@ def run_walk_forward(opts: BacktestOptions, spec: str) -> dict[str, Any]:
         folds = windows(opts.start_ms, opts.end_ms, train_days, test_days)
     except WalkForwardError as e:
         raise BacktestError(str(e)) from e
-    out = opts.out_dir or Path("backtest-out")
+    out = opts.out_dir or default_out_dir(opts.market, opts.start_ms, opts.end_ms)
     out.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
     trades: list[dict[str, Any]] = []
@@ -949,7 +967,8 @@ def run_walk_forward(opts: BacktestOptions, spec: str) -> dict[str, Any]:
                         "state": ""})
     write_trades_csv(out / "trades.csv", trades)
     write_equity_csv(out / "equity.csv", eq_rows)
-    summary = {"walk_forward": {"train_days": train_days, "test_days": test_days},
+    summary = {"start": md.fmt_ms(opts.start_ms), "end": md.fmt_ms(opts.end_ms),
+               "walk_forward": {"train_days": train_days, "test_days": test_days},
                "folds": rows, "trades": len(trades), "initial_equity": initial,
                "final_equity": chained[-1][1] if chained else initial, "gaps": gaps,
                "actor_errors": errors, "out_dir": str(out)}
@@ -971,11 +990,31 @@ def run_walk_forward(opts: BacktestOptions, spec: str) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------
 # CLI
 # --------------------------------------------------------------------------------------------
+#: Default replay span of ``run.py backtest`` (both markets): the calendar year 2025, which the
+#: recorded 5m spot and futures data cover for BTCUSDT, ETHUSDT and SOLUSDT alike (and the
+#: strategy's in-sample period: 2026 is out-of-sample).
+DEFAULT_FROM, DEFAULT_TO = "2025-01-01", "2026-01-01"
+#: Where ``run.py backtest`` writes without ``--out``: a new directory per run under this one,
+#: outside any checkout.
+DEFAULT_OUT_ROOT = Path("~/gridbot-backtests")
+
+
+def default_out_dir(market: Market, start_ms: int, end_ms: int, now: float | None = None
+                    ) -> Path:
+    """A new ``~/gridbot-backtests/<UTC now>-<market>-<from>-<to>`` (never an existing one)."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(time.time() if now is None else now))
+    span = f"{md.fmt_ms(start_ms)[:10]}-{md.fmt_ms(end_ms)[:10]}".replace("-", "")
+    base = DEFAULT_OUT_ROOT.expanduser() / f"{stamp}-{market.value}-{span[:8]}-{span[8:]}"
+    out, n = base, 1
+    while out.exists():
+        n += 1
+        out = base.with_name(f"{base.name}-{n}")
+    return out
+
+
 def _parse_day(s: str | None, what: str) -> int:
-    if not s:
-        raise BacktestError(f"--{what} is required (a UTC date such as 2025-01-01)")
     try:
-        return md.parse_time(s)
+        return md.parse_time(str(s))
     except (md.DataError, ValueError) as e:
         raise BacktestError(f"--{what} {s!r}: {e}") from e
 
@@ -985,11 +1024,20 @@ def options_from_args(args: argparse.Namespace) -> BacktestOptions:
     from supervision.config_io import load_config
 
     cfg = load_config(args.config)
-    symbols = tuple(s.strip().upper() for s in str(args.symbols).split(",") if s.strip())
+    raw = args.symbols
+    symbols = tuple(s.strip().upper() for s in (raw.split(",") if isinstance(raw, str) else raw)
+                    if s.strip())
     market = Market(args.market)
+    check_symbols(symbols, market)
     cfg = backtest_config(cfg, symbols, market, args.strategy)
-    start = _parse_day(args.start, "from")
-    end = _parse_day(args.end, "to")
+    start = _parse_day(args.start or DEFAULT_FROM, "from")
+    end = _parse_day(args.end or DEFAULT_TO, "to")
+    if end <= start:
+        def arg(name: str, given: str | None, default: str) -> str:
+            return f"--{name} {given}" if given else f"--{name} {default} (the default)"
+
+        raise BacktestError(f"empty range: {arg('to', args.end, DEFAULT_TO)} is not after "
+                            f"{arg('from', args.start, DEFAULT_FROM)}")
     data = getattr(args, "data", None)
     data_dir = data_file = None
     if data is not None:
@@ -1000,14 +1048,14 @@ def options_from_args(args: argparse.Namespace) -> BacktestOptions:
             data_dir = data
         else:
             raise BacktestError(f"--data {data}: no such file or directory")
-    out = Path(args.out) if args.out else Path("backtest-out")
+    out = Path(args.out) if args.out else default_out_dir(market, start, end)
     bal = getattr(args, "balance", None)
     try:
         balance = Decimal(str(bal)) if bal is not None else None
     except ArithmeticError:
         raise BacktestError(f"--balance {bal!r}: not a number") from None
-    if balance is not None and balance <= 0:
-        raise BacktestError("--balance must be > 0")
+    if balance is not None and not (balance.is_finite() and balance > 0):
+        raise BacktestError(f"--balance {bal}: must be > 0")
     fill_iv = getattr(args, "fill_interval", None)
     if fill_iv is not None and fill_iv not in md.INTERVAL_MS:
         raise BacktestError(f"--fill-interval {fill_iv!r}: one of {', '.join(md.INTERVAL_MS)}")
@@ -1019,24 +1067,47 @@ def options_from_args(args: argparse.Namespace) -> BacktestOptions:
 
 
 def backtest_command(args: argparse.Namespace) -> int:
-    """``python run.py backtest ...``: 0 ok, 1 failure, 2 bad input."""
+    """``python run.py backtest ...``: 0 ok, 1 failure, 2 bad input. stderr: what is replayed
+    (ISO dates) and where the outputs go, progress, data gaps; stdout: one JSON summary."""
     from models.config import ConfigError
+    from supervision.cli_args import CliError, make_output_dir
+    from supervision.config_io import config_error_lines
 
+    def say(line: str) -> None:
+        print(f"gridbot backtest: {line}", file=sys.stderr, flush=True)
+
+    created: Path | None = None
     try:
         opts = options_from_args(args)
+        assert opts.out_dir is not None
+        created = None if opts.out_dir.exists() else opts.out_dir
+        make_output_dir(opts.out_dir, "--out")
+        default = "" if (args.start and args.end) else " (default span: --from/--to change it)"
+
+        def announce() -> None:
+            say(f"{opts.market.value} {','.join(opts.symbols)} from {md.fmt_ms(opts.start_ms)} "
+                f"to {md.fmt_ms(opts.end_ms)} (exclusive){default}, "
+                f"{opts.config.strategy.kind} strategy; outputs in {opts.out_dir}")
+
         wf = getattr(args, "walk_forward", None)
         if wf:
+            announce()
             summary = run_walk_forward(opts, wf)
         else:
-            res = run_backtest(opts)
+            res = run_backtest(opts, on_start=announce)
             summary = res.summary()
             if res.report is not None:
                 summary["report"] = {k: res.report.get(k) for k in ("summary",)
                                      if k in res.report}
-    except (BacktestError, ConfigError, md.DataError) as e:
-        print(f"gridbot backtest: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    except (ConfigError, BacktestError, md.DataError) as e:
+        if created is not None and created.is_dir() and not any(created.iterdir()):
+            created.rmdir()  # nothing ran: leave no empty output directory behind
+        if isinstance(e, ConfigError):
+            raise CliError(*config_error_lines(e, args.config)) from None
+        raise CliError(str(e)) from None
     for g in summary.get("gaps", []):
-        print(f"gridbot backtest: data gap: {g}", file=sys.stderr)
-    print(json.dumps(summary, default=str))
+        say(f"data gap: {g}")
+    print(json.dumps(summary, default=str), flush=True)
+    html = opts.out_dir / "report.html"
+    say(f"outputs in {opts.out_dir}" + (f" (open {html})" if html.is_file() else ""))
     return EXIT_OK if not summary.get("actor_errors") else EXIT_FAIL

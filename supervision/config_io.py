@@ -13,18 +13,32 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = REPO_ROOT / "conf" / "default.json"
 
 
+class ConfigFileError(ConfigError):
+    """The config file cannot be read at all (missing, a directory, no permission)."""
+
+
 def load_config(path: str | Path | None = None) -> Config:
-    """Load and validate a config file; raise ``ConfigError`` listing every problem."""
+    """Load and validate a config file; raise ``ConfigError`` listing every problem
+    (``ConfigFileError`` when the file cannot be read)."""
     p = Path(path) if path is not None else DEFAULT_CONFIG
     try:
         data = p.read_bytes()
     except OSError as e:
-        raise ConfigError([f"$: cannot read {p}: {e.strerror or e}"], str(p)) from e
+        raise ConfigFileError([f"cannot read {p}: {e.strerror or e}"], str(p)) from e
     cfg, errors = parse_config(data)
     if errors:
         raise ConfigError(errors, str(p))
     assert cfg is not None
     return cfg
+
+
+def config_error_lines(e: ConfigError, path: str | Path | None = None) -> list[str]:
+    """One line per problem for a command's stderr: ``FILE: $.path: message``, or the single
+    ``cannot read FILE: reason``."""
+    if isinstance(e, ConfigFileError):
+        return list(e.errors)
+    p = Path(path) if path is not None else DEFAULT_CONFIG
+    return [f"{p}: {err}" for err in e.errors]
 
 
 @dataclass(frozen=True)

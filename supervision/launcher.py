@@ -18,7 +18,6 @@ import argparse
 import importlib
 import json
 import os
-import re
 import signal
 import sys
 import time
@@ -29,6 +28,7 @@ from typing import Any
 from models.config import Config, ConfigError, config_to_json
 from models.enums import Venue
 from supervision import netsec
+from supervision.cli_args import parse_duration, parse_speed
 from supervision.tree import (
     ROOT_CLASS,
     ROOT_GLOBAL_NAME,
@@ -41,25 +41,15 @@ from supervision.tree import (
     build_tree_specs,
 )
 
-EXIT_OK, EXIT_FAIL, EXIT_BAD_INPUT, EXIT_UNAVAILABLE = 0, 1, 2, 3
+EXIT_OK, EXIT_FAIL, EXIT_BAD_INPUT = 0, 1, 2
 BOT_FILE = "bot.json"
 STOP_REQUEST_FILE = "stop_request.json"
 SYSTEM_BASE = "multiprocTCPBase"
 #: Hook for the embedded exchange: ``module:function(cfg, args, state_dir) -> stop callable``.
 VENUE_HOOK = "exchange_sim.embedded:start_for_bot"
-_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
-_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
 # -- small pure helpers ---------------------------------------------------------------------------
-def parse_duration(text: str) -> float:
-    """``'90m'`` → 5400.0 seconds (units s, m, h, d; bare numbers are seconds)."""
-    m = _DURATION_RE.match(text or "")
-    if not m:
-        raise ValueError(f"invalid duration {text!r} (examples: 90s, 30m, 6h, 2d)")
-    return float(m.group(1)) * _UNITS[m.group(2)]
-
-
 def duration_wall_seconds(duration: str | None, speed: str | float | None) -> float | None:
     """Wall-clock seconds for ``--duration`` at ``--speed`` (None: run until stopped).
 
@@ -69,12 +59,12 @@ def duration_wall_seconds(duration: str | None, speed: str | float | None) -> fl
     if not duration:
         return None
     secs = parse_duration(duration)
-    if speed in (None, "", "max"):
-        return secs
-    factor = float(speed)
-    if factor <= 0:
-        raise ValueError("--speed must be > 0 or 'max'")
-    return secs / factor
+    try:
+        factor = "max" if speed in (None, "") else parse_speed(speed)
+    except ValueError:
+        raise ValueError(f"--duration {duration} cannot be timed at replay speed {speed!r} "
+                         "(needs a speed > 0 or 'max')") from None
+    return secs if factor == "max" else secs / float(factor)
 
 
 def read_bot_file(state_dir: Path) -> dict[str, Any] | None:
@@ -315,14 +305,14 @@ def _effective_speed(cfg: Config, args: argparse.Namespace) -> str | float | Non
 
 def run_bot(args: argparse.Namespace) -> int:
     """``python run.py run``: start the supervised bot and run until stopped."""
-    from supervision.config_io import load_config
+    from supervision.config_io import config_error_lines, load_config
     from supervision.logs import JSON_FILE, add_append_sink, configure_logging, log_event
 
     try:
         cfg = load_config(getattr(args, "config", None))
     except ConfigError as e:
-        for err in e.errors:
-            print(err, file=sys.stderr)
+        for line in config_error_lines(e, getattr(args, "config", None)):
+            print(f"gridbot run: {line}", file=sys.stderr)
         return EXIT_BAD_INPUT
     from supervision.config_io import MissingCredentials, load_credentials
 

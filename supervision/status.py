@@ -2,8 +2,9 @@
 
 The bot is found through ``<state_dir>/bot.json`` (written by the launcher). The admin port is
 probed with a plain TCP connect *before* any ``ActorSystem`` handle is created: thespian would
-otherwise start a new, empty actor system. With no bot: "no gridbot is running (state dir …)"
-and exit code 1.
+otherwise start a new, empty actor system. With no bot: "gridbot CMD: no gridbot is running
+(state dir …)" on stderr and exit code 1; ``status --json`` then still prints a JSON object
+(``{"running": false, "state_dir": …}``) on stdout.
 """
 
 from __future__ import annotations
@@ -25,22 +26,25 @@ STOP_WAIT_S = 180.0
 
 
 def _state_dir(args: argparse.Namespace) -> Path:
+    """``--state-dir``, else the config's ``state_dir`` (a config that does not load is an
+    error: guessing another directory would report on the wrong bot)."""
     if getattr(args, "state_dir", None):
         return Path(args.state_dir)
     from models.config import ConfigError
-    from supervision.config_io import load_config
+    from supervision.cli_args import CliError
+    from supervision.config_io import config_error_lines, load_config
 
     try:
         return Path(load_config(getattr(args, "config", None)).state_dir)
-    except ConfigError:
-        return Path("state")
+    except ConfigError as e:
+        raise CliError(*config_error_lines(e, getattr(args, "config", None))) from None
 
 
-def _find_bot(args: argparse.Namespace) -> tuple[Path, dict[str, Any] | None]:
+def _find_bot(args: argparse.Namespace, cmd: str) -> tuple[Path, dict[str, Any] | None]:
     state_dir = _state_dir(args)
     info = launcher.bot_is_running(state_dir)
     if info is None:
-        print(f"no gridbot is running (state dir {state_dir})", file=sys.stderr)
+        print(f"gridbot {cmd}: no gridbot is running (state dir {state_dir})", file=sys.stderr)
     return state_dir, info
 
 
@@ -117,16 +121,24 @@ def render_status(info: dict[str, Any], data: dict[str, Any]) -> str:
 # -- commands -----------------------------------------------------------------------------------------
 def status_command(args: argparse.Namespace) -> int:
     """``run.py status [--json]``: the live supervision tree, positions, PnL, leverage."""
-    _, info = _find_bot(args)
+    as_json = bool(getattr(args, "json", False))
+    state_dir, info = _find_bot(args, "status")
     if info is None:
+        if as_json:
+            print(json.dumps({"running": False, "state_dir": str(state_dir.resolve())},
+                             indent=1, sort_keys=True))
         return EXIT_FAIL
     data = fetch_status(info)
     if data is None:
-        print(f"gridbot (pid {info.get('pid')}) did not answer a status request within "
-              f"{ASK_TIMEOUT_S:g}s", file=sys.stderr)
+        print(f"gridbot status: gridbot (pid {info.get('pid')}) did not answer a status request "
+              f"within {ASK_TIMEOUT_S:g}s", file=sys.stderr)
+        if as_json:
+            print(json.dumps({"running": True, "answered": False, "bot": info}, default=str,
+                             indent=1, sort_keys=True))
         return EXIT_FAIL
-    if getattr(args, "json", False):
-        print(json.dumps({"bot": info, **data}, default=str, indent=1, sort_keys=True))
+    if as_json:
+        print(json.dumps({"running": True, "answered": True, "bot": info, **data}, default=str,
+                         indent=1, sort_keys=True))
     else:
         print(render_status(info, data))
     return EXIT_OK
@@ -145,7 +157,7 @@ def _pid_alive(pid: int) -> bool:
 def stop_command(args: argparse.Namespace) -> int:
     """``run.py stop [--mode]``: graceful shutdown through the launcher (SIGTERM), or directly
     through the actor system when the launcher process is gone."""
-    state_dir, info = _find_bot(args)
+    state_dir, info = _find_bot(args, "stop")
     if info is None:
         return EXIT_FAIL
     mode = getattr(args, "mode", None)
@@ -159,8 +171,8 @@ def stop_command(args: argparse.Namespace) -> int:
         while time.monotonic() < deadline and _pid_alive(pid):
             time.sleep(0.2)
         if _pid_alive(pid):
-            print(f"gridbot (pid {pid}) is still shutting down after {STOP_WAIT_S:g}s",
-                  file=sys.stderr)
+            print(f"gridbot stop: gridbot (pid {pid}) is still shutting down after "
+                  f"{STOP_WAIT_S:g}s", file=sys.stderr)
             return EXIT_FAIL
         print("gridbot stopped", file=sys.stderr)
         return EXIT_OK
@@ -179,7 +191,7 @@ def resume_command(args: argparse.Namespace) -> int:
     """``run.py resume [--safe-mode]``: lift a drawdown halt (the portfolio decides)."""
     from models.messages import ResumeTrading, StatusReported, TradingStateChanged
 
-    _, info = _find_bot(args)
+    _, info = _find_bot(args, "resume")
     if info is None:
         return EXIT_FAIL
     asys, root = _connect(info)
@@ -190,5 +202,5 @@ def resume_command(args: argparse.Namespace) -> int:
                                                         else ""))
         return EXIT_OK
     detail = reply.data.get("resume") if isinstance(reply, StatusReported) else "no answer"
-    print(f"resume: {detail}", file=sys.stderr)
+    print(f"gridbot resume: {detail}", file=sys.stderr)
     return EXIT_FAIL

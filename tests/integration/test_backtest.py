@@ -218,3 +218,82 @@ def test_rerun_into_the_same_out_dir_replaces_the_log(tmp_path) -> None:
         assert r.returncode == 0, r.stderr[-2000:]
     lines = (tmp_path / "bt" / "gridbot.jsonl").read_text().splitlines()
     assert sum('"event":"BACKTEST_STARTED"' in x for x in lines) == 1
+
+
+# -- CLI defaults: same span on both markets, outputs outside the checkout ---------------------
+def _args(**kw: Any) -> Any:
+    import argparse
+
+    base = dict(config=None, symbols=("BTCUSDT", "ETHUSDT", "SOLUSDT"), market="futures",
+                start=None, end=None, data=None, strategy=None, walk_forward=None, out=None,
+                balance=None, fill_interval=None, persist=False, no_persist=False)
+    base.update(kw)
+    return argparse.Namespace(**base)
+
+
+def test_default_span_is_2025_on_both_markets(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from supervision.backtest import options_from_args
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    spans = {}
+    for market in ("spot", "futures"):
+        o = options_from_args(_args(market=market))
+        spans[market] = (md.fmt_ms(o.start_ms), md.fmt_ms(o.end_ms))
+        # not created yet, under ~/gridbot-backtests, named after market and span
+        assert o.out_dir is not None and not o.out_dir.exists()
+        assert o.out_dir.parent == tmp_path / "gridbot-backtests"
+        assert o.out_dir.name.endswith(f"-{market}-20250101-20260101")
+    assert spans["spot"] == spans["futures"] == ("2025-01-01T00:00:00Z", "2026-01-01T00:00:00Z")
+    o = options_from_args(_args(start="2025-06-01"))
+    assert md.fmt_ms(o.end_ms) == "2026-01-01T00:00:00Z"
+    assert options_from_args(_args(symbols="btcusdt, ethusdt")).symbols == ("BTCUSDT", "ETHUSDT")
+
+
+def test_default_out_dir_is_new_each_time(tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from supervision.backtest import default_out_dir
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    a = default_out_dir(Market.SPOT, START, END, now=0)
+    assert a == tmp_path / "gridbot-backtests" / "19700101T000000Z-spot-20250103-20250104"
+    a.mkdir(parents=True)
+    assert default_out_dir(Market.SPOT, START, END, now=0).name == a.name + "-2"
+
+
+@needs_data
+def test_cli_without_out_says_what_and_where(tmp_path: Path) -> None:
+    import os
+
+    p = subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), "backtest", "--symbols", "btcusdt",
+         "--market", "spot", "--from", "2025-01-03", "--to", "2025-01-03T06:00"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "HOME": str(tmp_path)})
+    assert p.returncode == 0, p.stderr[-2000:]
+    (out,) = (tmp_path / "gridbot-backtests").iterdir()
+    summary = json.loads(p.stdout.strip().splitlines()[-1])
+    assert summary["out_dir"] == str(out)
+    assert (summary["start"], summary["end"]) == ("2025-01-03T00:00:00Z", "2025-01-03T06:00:00Z")
+    first = p.stderr.splitlines()[0]
+    assert first == (f"gridbot backtest: spot BTCUSDT from 2025-01-03T00:00:00Z to "
+                     f"2025-01-03T06:00:00Z (exclusive), adaptive strategy; outputs in {out}")
+    assert p.stderr.splitlines()[-1] == (f"gridbot backtest: outputs in {out} "
+                                         f"(open {out / 'report.html'})")
+    assert (out / "report.html").is_file() and (out / "summary.json").is_file()
+    assert not any(ROOT.glob("backtest-out*"))
+
+
+@needs_data
+def test_cli_span_without_data_is_one_line_and_leaves_nothing(tmp_path: Path) -> None:
+    out = tmp_path / "o"
+    p = subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), "backtest", "--symbols", "BTCUSDT", "--market",
+         "futures", "--from", "2023-01-01", "--to", "2023-02-01", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    (line,) = p.stderr.splitlines()
+    assert line.startswith("gridbot backtest: futures BTCUSDT 5m: requested range "
+                           "2023-01-01T00:00:00Z .. 2023-02-01T00:00:00Z is not covered")
+    assert "available: 5m: 2024-12-31" in line
+    assert not out.exists()

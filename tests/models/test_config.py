@@ -116,6 +116,79 @@ def test_type_errors_in_several_sections_all_reported() -> None:
     assert errs[1].startswith("$.gateway.recv_window_ms:")
 
 
+def test_type_errors_and_semantic_errors_in_one_pass() -> None:
+    # a type error no longer hides the other sections' errors nor the semantic ones
+    doc = _default()
+    doc["portfolio"]["utilization"] = "high"                  # type
+    doc["portfolio"]["leverage_cap"] = -1                     # semantic, same section
+    doc["risk"]["drawdown_levels"] = [-0.05, -0.04, -0.15]   # semantic
+    doc["risk"]["safe_mode"] = "yes"                          # type
+    doc["strategy"]["conviction_filter"]["window_bars"] = 1.5  # type, nested struct
+    doc["strategy"]["ema_fast"] = 0                           # semantic
+    doc["gateway"]["recv_window_ms"] = "5s"                   # type
+    doc["oms"]["prefix"] = "x"                                # unknown key
+    doc["supervision"] = []                                   # not an object
+    errs = _errors(doc)
+    for path in ("$.portfolio.utilization", "$.risk.safe_mode",
+                 "$.strategy.conviction_filter.window_bars", "$.gateway.recv_window_ms",
+                 "$.supervision"):
+        assert any(e.startswith(path + ": expected") for e in errs), (path, errs)
+    assert "$.oms.prefix: unknown key" in errs
+    assert "$.portfolio.leverage_cap: must be > 0" in errs
+    assert "$.risk.drawdown_levels[1]: must be below -0.05" in errs
+    assert "$.strategy.ema_fast: must be >= 1" in errs
+    # and one consequence of the bad drawdown levels (their gap is now negative)
+    assert any(e.startswith("$.risk.hysteresis: must be smaller") for e in errs)
+    assert len(errs) == 10, errs
+    # type errors first, in file order, then the semantic rules
+    assert [e.split(":")[0] for e in errs[:6]] == [
+        "$.portfolio.utilization", "$.strategy.conviction_filter.window_bars",
+        "$.risk.safe_mode", "$.gateway.recv_window_ms", "$.oms.prefix", "$.supervision"]
+
+
+def test_no_semantic_error_about_a_rejected_value() -> None:
+    # the rejected field takes its default only to check the others: no rule may then report
+    # a value (the default) the file does not hold
+    doc = _default()
+    doc["portfolio"]["symbols"] = "BTCUSDT"  # a string, not a list
+    doc["portfolio"]["weights"] = {"BTCUSDT": 1.0}
+    doc["portfolio"]["markets"] = {"BTCUSDT": "futures"}
+    errs = _errors(doc)
+    assert len(errs) == 1 and errs[0].startswith("$.portfolio.symbols: expected"), errs
+    doc = _default()
+    doc["strategy"]["ema_slow"] = "slow"
+    doc["strategy"]["ema_fast"] = 200  # > the default ema_slow: not reported
+    doc["gateway"]["kline_intervals"] = [15]
+    doc["strategy"]["warmup_minutes"] = 1445  # multiple of 5m, not of the file's base bar
+    errs = _errors(doc)
+    assert [e.split(":")[0] for e in errs] == ["$.strategy.ema_slow",
+                                               "$.gateway.kline_intervals[0]"], errs
+    doc = _default()
+    doc["venue"] = "paper"
+    doc["portfolio"]["symbols"] = ["BTCUSDT", "XRPUSDT"]  # fine on live, not on sim
+    doc["portfolio"]["weights"] = {"BTCUSDT": 0.5, "XRPUSDT": 0.5}
+    doc["portfolio"]["markets"] = {"BTCUSDT": "futures", "XRPUSDT": "futures"}
+    errs = _errors(doc)
+    assert errs == ["$.venue: invalid enum value 'paper' (one of: sim, testnet, live)"]
+    doc["venue"] = "live"
+    doc["portfolio"]["markets"]["XRPUSDT"] = "perp"
+    assert _errors(doc) == ["$.portfolio.markets.XRPUSDT: invalid enum value 'perp' "
+                            "(one of: spot, futures)"]
+
+
+def test_field_by_field_decode_equals_msgspec() -> None:
+    doc = _default()
+    doc["_comment"] = "ignored"
+    doc["sim"]["spot_maker_fee"] = 0.002  # money: JSON numbers are accepted
+    doc["strategy"]["static_grid"] = {"levels": 7}
+    cfg, errs = parse_config(json.dumps(doc))
+    assert errs == [] and cfg is not None
+    del doc["_comment"]
+    assert cfg == msgspec.convert(doc, Config, strict=True)
+    doc["portfolio"]["_comment"] = "x"  # only top-level "_" keys are ignored
+    assert _errors(doc) == ["$.portfolio._comment: unknown key"]
+
+
 def test_remote_bind_is_opt_in() -> None:
     doc = _default()
     doc["supervision"]["bind_host"] = "0.0.0.0"
@@ -160,4 +233,6 @@ def test_cli_config_check_rejects(tmp_path: Path, mutate, expect: str) -> None:
 
 def test_cli_config_check_missing_file(tmp_path: Path) -> None:
     proc = _cli("config", "check", str(tmp_path / "nope.json"))
-    assert proc.returncode == 2 and "cannot read" in proc.stdout
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.strip() == (f"gridbot config check: cannot read {tmp_path / 'nope.json'}: "
+                                   "No such file or directory")

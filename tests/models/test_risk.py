@@ -43,10 +43,11 @@ def test_defaults_are_valid_and_match_plan() -> None:
     ({"drawdown_levels": (-0.05, -0.10, -1.0)}, "$.risk.drawdown_levels[2]: must be in (-1, 0)"),
     ({"size_reduction_factor": 0.0}, "$.risk.size_reduction_factor: must be in (0, 1]"),
     ({"tp_reduction_factor_level_1": 1.5}, "$.risk.tp_reduction_factor_level_1: must be in (0, 1]"),
-    ({"hysteresis": 0.05}, "$.risk.hysteresis: must be smaller than the gap between drawdown "
-                           "levels (0.05)"),
+    ({"hysteresis": 0.05}, "$.risk.hysteresis: must be smaller than the gap between "
+                           "drawdown_levels (0.05)"),
     ({"hysteresis": -0.01}, "$.risk.hysteresis: must be >= 0"),
-    ({"halt_resume_drawdown": -0.2}, "$.risk.halt_resume_drawdown: must be in (-0.15, 0]"),
+    ({"halt_resume_drawdown": -0.2},
+     "$.risk.halt_resume_drawdown: must be in (-0.15, 0] (above drawdown_levels[2])"),
     ({"safe_mode_conviction_threshold": 1.2},
      "$.risk.safe_mode_conviction_threshold: must be in [0, 1]"),
     ({"level_2_max_leverage": 0.0}, "$.risk.level_2_max_leverage: must be > 0"),
