@@ -23,8 +23,8 @@ RAMP = flat(5) + [(50_000 + i, 50_005 + i, 49_995 + i, 50_000 + i, 100.0) for i 
 def test_spot_klines_order_events_and_fills() -> None:
     with Sim(spot=RAMP, ws_ping_interval_s=0.5) as sim:
         rec = Recorder()
-        sm = manager(sim, Market.SPOT, rec, kline_intervals=("5m",), book=False)
-        assert sm.kline_intervals == ("1m", "5m") and sm.repair_interval == "5m"
+        sm = manager(sim, Market.SPOT, rec, kline_intervals=("5m", "1m"), book=False)
+        assert sm.kline_intervals == ("5m", "1m") and sm.repair_interval == "5m"
         sm.start()
         try:
             assert sm.wait_connected(5)
@@ -135,7 +135,7 @@ def _live(market: Market, **kw: object) -> StreamManager:
 def test_binance_urls() -> None:
     spot = _live(Market.SPOT, kline_intervals=("5m", "1h")).urls()
     assert spot == {
-        "market": "wss://stream.binance.com:9443/stream?streams=btcusdt@kline_1m/"
+        "market": "wss://stream.binance.com:9443/stream?streams="
                   "btcusdt@kline_5m/btcusdt@kline_1h/btcusdt@bookTicker",
         "user": "wss://ws-api.binance.com:443/ws-api/v3"}
     fut = _live(Market.FUTURES).urls()
