@@ -149,9 +149,11 @@ def run_from_args(args: argparse.Namespace) -> int:
     except (msgspec.ValidationError, msgspec.DecodeError, ValueError, OSError) as e:
         print(f"sim: bad configuration: {e}", file=sys.stderr)
         return 2
+    from exchange_sim.marketdata import DataError
+
     try:
         return asyncio.run(_serve(cfg, getattr(args, "urls_file", None)))
-    except (ValueError, OSError) as e:
+    except (ValueError, OSError, DataError) as e:
         print(f"sim: cannot start: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

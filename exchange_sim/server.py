@@ -246,10 +246,19 @@ class SimServer:
         if missing:
             raise ValueError(f"no bars for {missing}")
         firsts = [int(f.open_time[0]) for f in self.feeds.values() if len(f)]
+        ends = {f"{m} {s}": int(f.open_time[-1]) for (m, s), f in self.feeds.items() if len(f)}
+        if len(set(ends.values())) > 1:
+            self.notes.append("last bar by symbol: " + ", ".join(
+                f"{k} {iso(t)}" for k, t in sorted(ends.items(), key=lambda kv: kv[1])))
         base_iv = max(f.interval_ms for f in self.feeds.values())
         if cfg.start is not None:
             from exchange_sim.marketdata import parse_time
             start = int(cfg.start) if cfg.start.isdigit() else parse_time(cfg.start)
+            end = max((int(f.open_time[-1]) + f.interval_ms for f in self.feeds.values()
+                       if len(f)), default=None)
+            if end is not None and start >= end:
+                raise ValueError(f"start {iso(start)} is after the last bar (the data ends at "
+                                 f"{iso(end)}): nothing would be replayed")
         else:
             start = max(firsts) + cfg.warmup_bars * base_iv
         fund: list[FundingEvent] = []

@@ -16,6 +16,17 @@ from supervision.config_io import load_config
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.fixture(autouse=True)
+def _keep_test_logging(monkeypatch: pytest.MonkeyPatch) -> None:
+    """run_from_args replaces loguru's sinks (right for the command, not for a test run)."""
+    class _Quiet:
+        def remove(self, *a: object) -> None: ...
+        def add(self, *a: object, **k: object) -> int: return 0
+        def info(self, *a: object, **k: object) -> None: ...
+
+    monkeypatch.setattr("exchange_sim.cli.logger", _Quiet())
+
+
 def _args(*argv: str) -> argparse.Namespace:
     p = argparse.ArgumentParser()
     add_arguments(p)
@@ -66,3 +77,20 @@ def test_a_bad_bot_config_is_one_line_and_exit_2(tmp_path: Path, content: str,
     assert run_from_args(_args("--config", str(bad))) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("sim: ") and str(bad) in err
+
+
+def test_unusable_data_or_start_is_one_line_and_exit_1(tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]
+                                                       ) -> None:
+    f = tmp_path / "BTCUSDT-5m-20250101-20250101.csv"
+    f.write_text("open_time,open,high,low,close,volume\n" + "".join(
+        f"{1_735_689_600_000 + i * 300_000},100,101,99,100.5,10\n" for i in range(3)))
+    for argv, says in (
+            (["--data", str(f), "--start", "2030-01-01"],
+             "start 2030-01-01T00:00:00Z is after the last bar (the data ends at "
+             "2025-01-01T00:15:00Z)"),
+            (["--data", str(tmp_path / "nowhere")], "does not exist")):
+        assert run_from_args(_args("--speed", "0", *argv)) == 1
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and err.startswith("sim: cannot start: ")
+        assert says in err
