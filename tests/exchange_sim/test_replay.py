@@ -66,6 +66,8 @@ def test_aggregated_candles_align_like_binance() -> None:
     monday, week = 1_736_121_600_000, 604_800_000
     assert group_open(monday, week) == group_open(monday + week - 1, week) == monday
     assert group_open(monday - 1, week) == monday - week
+    # Binance's own klines example: a weekly candle 1499040000000 .. 1499644799999
+    assert group_open(1_499_644_799_999, week) == 1_499_040_000_000
     assert group_open(1_736_208_000_000 + 1, 14_400_000) == 1_736_208_000_000
 
 
