@@ -249,7 +249,8 @@ class WsHub:
         if refused:
             # A well-formed stream the replay cannot serve: say why instead of staying silent.
             reason = self._refuse(market, refused[0][0], refused[0][1], "connect")
-            await ws.close(code=1008, message=reason.encode()[:MAX_CLOSE_REASON])
+            cut = reason.encode()[:MAX_CLOSE_REASON].decode(errors="ignore")  # whole chars
+            await ws.close(code=1008, message=cut.encode())
             return ws
         c = Conn(ws, request, market, "market", combined=combined, streams=set(names))
         return await self._serve(c)
@@ -490,6 +491,9 @@ class WsHub:
             return 0
         srv.process_due()
         now = srv.now_ms()
+        nxt = srv.replay.next_bar_time()
+        if nxt is not None:  # the clock ran on since: stay before the next unreplayed close
+            now = min(now, nxt - 1)
         cache: dict[tuple[str, str], tuple[tuple[Any, ...], dict[str, Any]] | None] = {}
         sent = 0
         for c in subs:

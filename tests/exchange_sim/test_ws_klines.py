@@ -263,3 +263,33 @@ def test_paused_or_max_speed_sends_closes_only(speed: Any) -> None:
         assert got == []  # paused: nothing trades; advancing inside a bar closes nothing
     else:  # max: whatever came was sent as a 5m bar closed (the 15m candle so far), no ticks
         assert all(m["E"] % FIVE == 0 for m in got)
+
+
+def test_a_candle_never_overtakes_the_close_before_it() -> None:
+    """The clock runs on between replaying what is due and reading the time for the candle in
+    progress; the candle must still stop short of a close not replayed yet."""
+    from exchange_sim.replay import SimClock
+    from exchange_sim.ws import Conn
+
+    close = T0 + 101 * FIVE
+    for lead in range(1, 6):  # start a few ms before the close: one push straddles it
+        cfg = SimConfig(speed=0, symbols=(SYM,), market="spot", interval="5m",
+                        start=str(close - lead), warmup_bars=0)
+        srv = SimServer(cfg, bars={("spot", SYM): _bars("spot", 300, FIVE)})
+        ticks = iter(range(10**6))
+        srv.clock = SimClock(close - lead, 1.0,
+                             wall=lambda ticks=ticks: next(ticks) / 1000)  # 1 ms per read
+        srv.replay.seek(close - lead)
+        c = Conn(ws=None, request=None, market="spot", kind="market",  # type: ignore[arg-type]
+                 streams={"btcusdt@kline_5m", "btcusdt@kline_15m"})
+        srv.hub.conns.add(c)
+        for _ in range(8):
+            srv.hub.push_kline_updates()
+        ks: dict[str, list[dict]] = {}
+        while not c.queue.empty():
+            k = json.loads(c.queue.get_nowait())["k"]
+            ks.setdefault(k["i"], []).append(k)
+        assert [k["x"] for k in ks["5m"]].count(True) == 1
+        for seq in ks.values():
+            for a, b in zip(seq, seq[1:], strict=False):
+                assert b["t"] == a["t"] or a["x"] is True, (lead, a, b)
