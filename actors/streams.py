@@ -137,7 +137,9 @@ class StreamManager:
                 raise ValueError(f"unsupported kline interval {iv!r}")
         #: The repair's kline interval (the strategy's base bar).
         self.repair_interval = base[0]
-        self.kline_intervals: tuple[str, ...] = tuple(dict.fromkeys(("1m", *base)))
+        #: Exactly the configured intervals: a venue replaying 5m bars cannot serve 1m (the
+        #: embedded exchange refuses such a stream rather than leave it silent).
+        self.kline_intervals: tuple[str, ...] = tuple(dict.fromkeys(base))
         self.book = book
         self.mark = mark and self.market is Market.FUTURES
         self.user_stream = user_stream
@@ -480,7 +482,9 @@ class StreamManager:
                     self._on_text(c, msg.data)
                 else:  # CLOSE / CLOSING / CLOSED / ERROR
                     code = ws.close_code
-                    detail = f"closed ({t.name}{'' if code is None else f', code {code}'})"
+                    why = msg.extra if t == aiohttp.WSMsgType.CLOSE and msg.extra else ""
+                    detail = (f"closed ({t.name}{'' if code is None else f', code {code}'}"
+                              f"{f': {why}' if why else ''})")
                     self._end_session(c.name, detail)
                     return
         except asyncio.CancelledError:

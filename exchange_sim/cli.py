@@ -2,6 +2,10 @@
 
 Prints exactly one JSON line with the URLs on stdout (human logs go to stderr), optionally
 writes it to ``--urls-file`` atomically, and stops cleanly on Ctrl-C / SIGTERM.
+
+By default it replays what the bot's default config (conf/default.json, or ``--config``)
+trades: its symbols and markets, the strategy's base bar interval and enough history for its
+warm-up, with that config's ``sim`` section; ``--sim-config`` and the options override it.
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import signal
 import sys
 from pathlib import Path
@@ -48,16 +53,41 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--market", choices=("spot", "futures", "both"), default=None)
     parser.add_argument("--interval", default=None, help="replay bar interval (default 5m)")
     parser.add_argument("--seed", type=int, default=None, help="synthetic data seed")
+    parser.add_argument("--config", type=Path, default=None,
+                        help="bot config whose symbols, markets, bar interval and sim section "
+                             "to serve (default: conf/default.json)")
     parser.add_argument("--sim-config", type=Path, default=None,
                         help="JSON file with SimConfig fields (command-line options win)")
 
 
+def bot_defaults(config: Path | None) -> dict:
+    """SimConfig fields from a bot config: its ``sim`` section plus what the bot trades
+    (``embedded.replay_for_bot``). Raises ``ConfigError`` for a bad config file."""
+    from exchange_sim.embedded import replay_for_bot
+    from supervision.config_io import load_config
+
+    cfg = load_config(config)
+    base = msgspec.to_builtins(cfg.sim)
+    base.update(replay_for_bot(cfg))
+    return base
+
+
+def _from_file_name(path: Path) -> dict:
+    """Symbol and interval of a kline CSV named like the data directory's
+    (``BTCUSDT-5m-20241231-20260219.csv.gz``); empty when the name says nothing."""
+    m = re.match(r"^(?P<sym>[A-Z0-9]+)-(?P<iv>\d+[smhdw])-", path.name)
+    return {"symbols": [m["sym"]], "interval": m["iv"]} if m else {}
+
+
 def config_from_args(args: argparse.Namespace) -> SimConfig:
     """Build a ``SimConfig`` from the parsed options (and ``--sim-config``)."""
-    base: dict = {}
-    if getattr(args, "sim_config", None):
-        base = msgspec.json.decode(Path(args.sim_config).read_bytes())
+    base = bot_defaults(getattr(args, "config", None))
     data = getattr(args, "data", None)
+    if data is not None and Path(data).is_file():
+        # one CSV holds one symbol: replay that one (named in the file name, else --symbols)
+        base.update(_from_file_name(Path(data)))
+    if getattr(args, "sim_config", None):
+        base.update(msgspec.json.decode(Path(args.sim_config).read_bytes()))
     if data is not None:
         if Path(data).is_file():
             base["data_file"] = str(data)
@@ -109,14 +139,21 @@ def run_from_args(args: argparse.Namespace) -> int:
     """Entry point for ``python run.py sim``; returns the exit code."""
     logger.remove()
     logger.add(sys.stderr, level="INFO")
+    from models.config import ConfigError
+
     try:
         cfg = config_from_args(args)
-    except (msgspec.ValidationError, ValueError, OSError) as e:
+    except ConfigError as e:
+        print(f"sim: {str(e).splitlines()[0]} {'; '.join(e.errors)}", file=sys.stderr)
+        return 2
+    except (msgspec.ValidationError, msgspec.DecodeError, ValueError, OSError) as e:
         print(f"sim: bad configuration: {e}", file=sys.stderr)
         return 2
+    from exchange_sim.marketdata import DataError
+
     try:
         return asyncio.run(_serve(cfg, getattr(args, "urls_file", None)))
-    except (ValueError, OSError) as e:
+    except (ValueError, OSError, DataError) as e:
         print(f"sim: cannot start: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -28,16 +28,23 @@ SIM_STATE_FILE = "exchange_sim.json"
 DEFAULT_BOT_SPEED = 60.0
 
 
-def sim_config_for_bot(cfg: Config, args: argparse.Namespace | None, state_dir: Path) -> Any:
-    """The ``SimConfig`` the bot's embedded exchange runs with (see module doc)."""
-    from exchange_sim.config import SimConfig
-
+def replay_for_bot(cfg: Config) -> dict[str, Any]:
+    """What an exchange must replay for this bot: ``SimConfig`` fields ``symbols``, ``market``
+    (the portfolio's; "both" when it mixes them), ``interval`` (the strategy's base bar) and
+    ``warmup_bars`` (enough history before the start for the strategy's warm-up)."""
     pf = cfg.portfolio
     markets = {pf.market_of(s).value for s in pf.symbols}
     market = markets.pop() if len(markets) == 1 else "both"
     interval, iv_ms = base_interval(cfg)
-    p = cfg.strategy
-    warmup_bars = max(cfg.sim.warmup_bars, p.history_bars(iv_ms) + 50)
+    warmup_bars = max(cfg.sim.warmup_bars, cfg.strategy.history_bars(iv_ms) + 50)
+    return {"symbols": list(pf.symbols), "market": market, "interval": interval,
+            "warmup_bars": warmup_bars}
+
+
+def sim_config_for_bot(cfg: Config, args: argparse.Namespace | None, state_dir: Path) -> Any:
+    """The ``SimConfig`` the bot's embedded exchange runs with (see module doc)."""
+    from exchange_sim.config import SimConfig
+
     speed: Any = cfg.sim.speed
     arg_speed = getattr(args, "speed", None) if args is not None else None
     if arg_speed is not None:
@@ -45,8 +52,7 @@ def sim_config_for_bot(cfg: Config, args: argparse.Namespace | None, state_dir: 
     elif speed == 1.0:
         speed = DEFAULT_BOT_SPEED
     over: dict[str, Any] = {
-        "symbols": list(pf.symbols), "market": market, "interval": interval,
-        "warmup_bars": warmup_bars, "speed": speed,
+        **replay_for_bot(cfg), "speed": speed,
         "state_file": cfg.sim.state_file or str(state_dir / SIM_STATE_FILE),
         "state_save_interval_s": min(cfg.sim.state_save_interval_s, 5.0),
     }
@@ -60,6 +66,7 @@ def start_for_bot(cfg: Config, args: argparse.Namespace | None,
     """Start the embedded exchange for a ``venue: sim`` bot; return its stop function."""
     if cfg.venue is not Venue.SIM:
         return None
+    from exchange_sim.replay import iso
     from exchange_sim.server import SimServer
     from supervision.logs import log_event
 
@@ -72,11 +79,13 @@ def start_for_bot(cfg: Config, args: argparse.Namespace | None,
     os.chmod(tmp, 0o600)
     os.replace(tmp, path)
     info = json.loads(urls.to_json())
-    log_event("SIM_STARTED", f"embedded exchange on {info['rest'].rsplit('/', 1)[0]} "
-              f"({scfg.market}, {scfg.interval} bars, speed {scfg.speed})",
+    first, last = srv.replay_span()
+    log_event("SIM_STARTED", f"embedded exchange on {info['rest'].rsplit('/', 1)[0]}: "
+              f"{srv.describe()}",
               symbols=list(scfg.symbols), market=scfg.market, interval=scfg.interval,
               speed=scfg.speed, state_file=scfg.state_file, admin=info["admin"],
-              notes=list(srv.notes))
+              sim_time=iso(srv.now_ms()), replay_first_bar=iso(first),
+              replay_last_bar=iso(last), notes=list(srv.notes))
 
     def stop() -> None:
         srv.stop()

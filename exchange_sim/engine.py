@@ -100,6 +100,7 @@ from exchange_sim.accounts import (
     PositionView,
     SpotAccount,
 )
+from exchange_sim.intrabar import path_points
 from exchange_sim.specs import (
     bracket_for,
     default_specs,
@@ -1361,7 +1362,7 @@ class Engine:
             return _to_tick(Decimal(repr(x)), tick)
 
         od, hd, ld, cd = dec(o), dec(h), dec(l), dec(c)
-        pts = [od, ld, hd, cd] if c >= o else [od, hd, ld, cd]
+        pts = path_points(od, hd, ld, cd, bullish=c >= o)
         cap = Decimal(repr(float(v))) * self._share if self._share is not None else None
         st = _BarState(cap)
         events: list[Event] = []

@@ -1,9 +1,13 @@
 """The replay clock and the market-data feeds it drives (no look-ahead).
 
 Sim time is one clock for the whole exchange. A bar is *closed* once sim time reaches
-``open_time + interval``; only then does the engine see it (``Engine.on_bar``) and do REST/WS
-show its high, low, close and volume. The bar in progress is shown as open = high = low = close
-= its open price and volume 0 until it closes (we do not know its path before then).
+``open_time + interval``; only then does the engine see it (``Engine.on_bar``). Until then
+REST and WS show the bar in progress as far as its intrabar path has gone by sim time
+(``exchange_sim.intrabar``: the path the engine fills along; high/low/close reached so far,
+volume pro rata), never more of it.
+
+Klines of any Binance interval that is a whole multiple of the replayed one are aggregated from
+the replayed bars, open times aligned as Binance aligns them (``group_open``).
 
 Funding events fire when sim time reaches their timestamp, after the bars closing at or before it.
 """
@@ -18,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from exchange_sim.intrabar import Progress, path_points, progress
+from exchange_sim.marketdata import fmt_ms
 from models.filters import SymbolFilters
 
 INTERVALS_MS: dict[str, int] = {
@@ -28,6 +34,44 @@ INTERVALS_MS: dict[str, int] = {
 
 
 _Q8 = Decimal("0.00000001")
+_WEEK_MS = INTERVALS_MS["1w"]
+_MONDAY_MS = 4 * 86_400_000
+"""The epoch was a Thursday; Binance's weekly candles open on Monday 00:00 UTC."""
+
+
+def group_open(t_ms: Any, interval_ms: int) -> Any:
+    """Open time of the ``interval_ms`` candle holding ``t_ms`` (an int or a numpy array):
+    a multiple of the interval since the epoch, except weeks, which open on Mondays."""
+    off = _MONDAY_MS if interval_ms == _WEEK_MS else 0
+    return (t_ms - off) // interval_ms * interval_ms + off
+
+
+def interval_problem(interval: str, replay_ms: int) -> str | None:
+    """Why klines of ``interval`` cannot be served from bars of ``replay_ms`` (None: they
+    can: a Binance interval that is a whole multiple of the replayed one)."""
+    iv_ms = INTERVALS_MS.get(interval)
+    replayed = interval_name(replay_ms)
+    if iv_ms is None:
+        known = ", ".join(INTERVALS_MS)
+        return f"{interval!r} is not a kline interval this exchange serves (known: {known})"
+    if iv_ms < replay_ms:
+        return f"{interval} klines are finer than the replayed {replayed} bars"
+    if iv_ms % replay_ms:
+        return f"{interval} is not a whole multiple of the replayed {replayed} bars"
+    return None
+
+
+def interval_name(ms: int) -> str:
+    """Binance's name of an interval in ms (e.g. 300000 -> "5m"), else "<ms>ms"."""
+    for name, v in INTERVALS_MS.items():
+        if v == ms:
+            return name
+    return f"{ms}ms"
+
+
+def iso(ms: int | None) -> str:
+    """Epoch ms as ISO-8601 UTC to the second, for people: ``2025-01-01T17:40:00Z``."""
+    return "-" if ms is None else fmt_ms(int(ms) // 1000 * 1000)
 
 
 def num(d: Decimal) -> str:
@@ -162,7 +206,16 @@ class Feed:
             return self.price(self.open[i])
         return self.last_close
 
-    # -- REST klines without look-ahead -------------------------------------------------------
+    def progress(self, i: int, now_ms: int) -> Progress:
+        """Bar ``i`` as far as its intrabar path has gone at ``now_ms`` (whole once closed)."""
+        ot = int(self.open_time[i])
+        pts = tuple(self.price(x) for x in path_points(
+            self.open[i], self.high[i], self.low[i], self.close[i],
+            bullish=bool(self.close[i] >= self.open[i])))
+        return progress(pts, to_dec(self.volume[i]), now_ms - ot,  # type: ignore[arg-type]
+                        self.interval_ms - 1, self.filters.tick_size, self.filters.step_size)
+
+    # -- klines without look-ahead (REST and WS) ----------------------------------------------
     def klines(self, interval_ms: int, now_ms: int, start_ms: int | None, end_ms: int | None,
                limit: int) -> list[list[Any]]:
         """Binance kline rows for ``interval_ms`` (a whole multiple of the feed's interval)."""
@@ -170,10 +223,10 @@ class Feed:
         ot = self.open_time
         vis_end = int(np.searchsorted(ot, now_ms, side="right"))  # bars opened by now
         if end_ms is not None:
-            vis_end = min(vis_end, int(np.searchsorted(ot, end_ms // interval_ms * interval_ms
-                                                       + interval_ms - 1, side="right")))
+            vis_end = min(vis_end, int(np.searchsorted(
+                ot, group_open(end_ms, interval_ms) + interval_ms - 1, side="right")))
         if start_ms is not None:
-            g0 = start_ms // interval_ms * interval_ms if k > 1 else start_ms
+            g0 = group_open(start_ms, interval_ms) if k > 1 else start_ms
             lo = int(np.searchsorted(ot, g0, side="left"))
             hi = min(vis_end, lo + (limit + 1) * k)
         else:
@@ -181,7 +234,7 @@ class Feed:
             lo = max(0, hi - (limit + 1) * k)
         if lo >= hi:
             return []
-        keys = ot[lo:hi] // interval_ms * interval_ms
+        keys = group_open(ot[lo:hi], interval_ms)
         rows: list[list[Any]] = []
         uniq, first = np.unique(keys, return_index=True)
         bounds = list(first) + [hi - lo]
@@ -196,30 +249,38 @@ class Feed:
             rows = rows[-limit:]
         return rows
 
+    def kline_row(self, g: int, interval_ms: int, now_ms: int) -> list[Any] | None:
+        """The row of the ``interval_ms`` candle opening at ``g`` as of ``now_ms`` (None when
+        no replayed bar of it has opened by then)."""
+        ot = self.open_time
+        a = int(ot.searchsorted(g, side="left"))
+        b = int(ot.searchsorted(g + interval_ms, side="left"))
+        b = min(b, int(ot.searchsorted(now_ms, side="right")))
+        return self._row(g, interval_ms, a, b, now_ms) if b > a else None
+
     def _row(self, g: int, interval_ms: int, a: int, b: int, now_ms: int) -> list[Any]:
-        """One aggregated row over bars [a, b); bars still open show only their open."""
-        closed_to = a
-        while closed_to < b and int(self.open_time[closed_to]) + self.interval_ms <= now_ms:
-            closed_to += 1
-        o = self.open[a]
+        """One aggregated row over bars [a, b) opened by ``now_ms``: the closed ones whole, the
+        one in progress as far as its path has gone (``progress``)."""
+        closed_to = a + int(np.searchsorted(self.open_time[a:b] + self.interval_ms, now_ms,
+                                            side="right"))
+        o = self.price(self.open[a])
+        h = lo_ = c = o
+        vol = Decimal(0)
+        n = 0
         if closed_to > a:
-            h = max(float(self.high[a:closed_to].max()), o)
-            lo_ = min(float(self.low[a:closed_to].min()), o)
-            c = self.close[closed_to - 1]
-            v = float(self.volume[a:closed_to].sum())
-        else:
-            h = lo_ = c = o
-            v = 0.0
-        if closed_to < b:  # the bar in progress contributes its open price
-            h = max(h, self.open[closed_to])
-            lo_ = min(lo_, self.open[closed_to])
-            c = self.open[closed_to]
-        cp = self.price(c)
-        vol = to_dec(v).quantize(_Q8)
-        quote = (vol * cp).quantize(_Q8)
-        n = int(b - a) * 100 if v > 0 else 0
-        return [g, str(self.price(o)), str(self.price(h)), str(self.price(lo_)), str(cp),
-                num(vol), g + interval_ms - 1, num(quote), n, num(vol / 2), num(quote / 2), "0"]
+            h = max(h, self.price(float(self.high[a:closed_to].max())))
+            lo_ = min(lo_, self.price(float(self.low[a:closed_to].min())))
+            c = self.price(self.close[closed_to - 1])
+            vol = to_dec(float(self.volume[a:closed_to].sum())).quantize(_Q8)
+            n = int(closed_to - a) * 100 if vol > 0 else 0
+        if closed_to < b:  # the bar in progress, as far as it has gone
+            p = self.progress(closed_to, now_ms)
+            h, lo_, c = max(h, p.high), min(lo_, p.low), p.close
+            vol += p.volume
+            n += int(p.share * 100) if p.volume > 0 else 0
+        quote = (vol * c).quantize(_Q8)
+        return [g, str(o), str(h), str(lo_), str(c), num(vol), g + interval_ms - 1, num(quote),
+                n, num(vol / 2), num(quote / 2), "0"]
 
 
 @dataclass(order=True)

@@ -32,7 +32,7 @@ from exchange_sim.auth import ApiError, check_api_key, check_timestamp, verify
 from exchange_sim.config import SimConfig
 from exchange_sim.faults import FaultState
 from exchange_sim.ratelimit import RateLimiter
-from exchange_sim.replay import INTERVALS_MS, Feed, FundingEvent, Replay, SimClock
+from exchange_sim.replay import INTERVALS_MS, Feed, FundingEvent, Replay, SimClock, iso
 from models.enums import Market
 from models.filters import FilterViolation, SymbolFilters
 
@@ -246,10 +246,19 @@ class SimServer:
         if missing:
             raise ValueError(f"no bars for {missing}")
         firsts = [int(f.open_time[0]) for f in self.feeds.values() if len(f)]
+        ends = {f"{m} {s}": int(f.open_time[-1]) for (m, s), f in self.feeds.items() if len(f)}
+        if len(set(ends.values())) > 1:
+            self.notes.append("last bar by symbol: " + ", ".join(
+                f"{k} {iso(t)}" for k, t in sorted(ends.items(), key=lambda kv: kv[1])))
         base_iv = max(f.interval_ms for f in self.feeds.values())
         if cfg.start is not None:
             from exchange_sim.marketdata import parse_time
             start = int(cfg.start) if cfg.start.isdigit() else parse_time(cfg.start)
+            end = max((int(f.open_time[-1]) + f.interval_ms for f in self.feeds.values()
+                       if len(f)), default=None)
+            if end is not None and start >= end:
+                raise ValueError(f"start {iso(start)} is after the last bar (the data ends at "
+                                 f"{iso(end)}): nothing would be replayed")
         else:
             start = max(firsts) + cfg.warmup_bars * base_iv
         fund: list[FundingEvent] = []
@@ -334,7 +343,7 @@ class SimServer:
                 self._on_funding(a)
         if items and self.replay.finished() and not self.finished_logged:
             self.finished_logged = True
-            logger.info("replay finished at sim time {}", now)
+            logger.info("replay finished at sim time {} (last bar replayed)", iso(now))
         return len(items)
 
     def _on_bar(self, f: Feed, i: int) -> None:
@@ -632,8 +641,10 @@ class SimServer:
     def status(self) -> dict[str, Any]:
         """``GET /_sim/status`` body."""
         return {
-            "sim_time": self.now_ms(), "speed": self.clock.speed,
-            "clock_offset_ms": self.clock.offset_ms,
+            "sim_time": self.now_ms(), "sim_time_utc": iso(self.now_ms()),
+            "speed": self.clock.speed, "clock_offset_ms": self.clock.offset_ms,
+            "replay_first_bar_utc": iso(self.replay_span()[0]),
+            "replay_last_bar_utc": iso(self.replay_span()[1]),
             "markets": list(self.markets), "symbols": list(self.config.symbols),
             "interval": self.config.interval,
             "bars_replayed": {f"{m}:{s}": f.bars_done for (m, s), f in self.feeds.items()},
@@ -663,7 +674,7 @@ class SimServer:
         t = int(state["sim_time"])
         self.clock = SimClock(t, 0.0)
         self.replay.seek(t)
-        self.notes.append(f"restored state from {path} at sim time {t}")
+        self.notes.append(f"restored state from {path} at sim time {iso(t)}")
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def start(self) -> SimUrls:
@@ -688,14 +699,29 @@ class SimServer:
                             api_secret=cfg.api_secret, admin=f"{base}/_sim", port=port)
         self.clock.set_speed(self._pending_speed)
         self._tasks = [asyncio.create_task(self._replay_loop()),
-                       asyncio.create_task(self.hub.maintenance())]
+                       asyncio.create_task(self.hub.maintenance()),
+                       asyncio.create_task(self.hub.kline_updates())]
         if cfg.state_file:
             self._tasks.append(asyncio.create_task(self._autosave()))
         for n in self.notes:
             logger.info("sim: {}", n)
-        logger.info("sim listening on {} (sim time {}, speed {})", base, self.now_ms(),
-                    self.clock.speed)
+        logger.info("sim listening on {}: {}", base, self.describe())
         return self.urls
+
+    def replay_span(self) -> tuple[int | None, int | None]:
+        """Open times of the first and the last replayed bar (over every feed)."""
+        firsts = [int(f.open_time[0]) for f in self.feeds.values() if len(f)]
+        lasts = [int(f.open_time[-1]) for f in self.feeds.values() if len(f)]
+        return (min(firsts) if firsts else None, max(lasts) if lasts else None)
+
+    def describe(self) -> str:
+        """What is replayed, for people: markets, symbols, bars and span, sim time, speed."""
+        first, last = self.replay_span()
+        speed = self.clock.speed
+        speed_s = "max" if speed == "max" else "paused" if not float(speed) else f"{speed:g}x"
+        return (f"{'+'.join(self.markets)} {' '.join(self.config.symbols)}, "
+                f"{self.config.interval} bars {iso(first)} .. {iso(last)}, "
+                f"sim time {iso(self.now_ms())}, speed {speed_s}")
 
     async def _autosave(self) -> None:
         while True:

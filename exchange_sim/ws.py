@@ -15,13 +15,20 @@ URL forms (P = port)::
 Streams: ``<sym>@kline_<iv>``, ``<pair>_perpetual@continuousKline_<iv>`` (futures),
 ``<sym>@bookTicker``, ``<sym>@aggTrade``, ``<sym>@trade`` (spot), ``<sym>@depth[@100ms]``,
 ``<sym>@depth<5|10|20>[@100ms|@500ms]``, ``<sym>@markPrice[@1s]`` (futures). Market events are
-emitted when a replayed bar closes. Clients may SUBSCRIBE / UNSUBSCRIBE / LIST_SUBSCRIPTIONS.
+emitted when a replayed bar closes; kline streams also carry the candle in progress (``"x":
+false``) every ``KLINE_UPDATE_S`` (2) seconds of wall time while the clock runs, as far
+as its intrabar path has gone (``Feed.progress``). Klines of every interval that is a whole
+multiple of the replayed one are aggregated; a stream the replay cannot serve (a finer interval,
+a symbol not replayed) is refused: the connection is closed with code 1008 and the reason, or a
+SUBSCRIBE gets an error reply, and the sim logs a WARNING. Clients may SUBSCRIBE / UNSUBSCRIBE /
+LIST_SUBSCRIPTIONS.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -34,7 +41,7 @@ from loguru import logger
 
 from exchange_sim.auth import ApiError, check_api_key, check_timestamp, sign
 from exchange_sim.formats import fmt
-from exchange_sim.replay import INTERVALS_MS, Feed
+from exchange_sim.replay import INTERVALS_MS, Feed, group_open, interval_problem
 
 if TYPE_CHECKING:
     from exchange_sim.server import SimServer
@@ -42,6 +49,11 @@ if TYPE_CHECKING:
 _enc = msgspec.json.Encoder()
 _dec = msgspec.json.Decoder()
 MAX_QUEUE = 10000
+KLINE_KINDS = ("kline", "continuousKline")
+#: Wall seconds between updates of the candle in progress on kline streams (Binance: 2 s).
+KLINE_UPDATE_S = 2.0
+#: A WebSocket close reason may hold at most 123 bytes.
+MAX_CLOSE_REASON = 123
 
 
 @dataclass(eq=False)
@@ -61,8 +73,11 @@ class Conn:
     last_ping: float = field(default_factory=time.monotonic)
     queue: asyncio.Queue = field(default_factory=lambda: asyncio.Queue(MAX_QUEUE))
     closed: bool = False
+    kline_sent: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    """Per kline stream: the in-progress candle last sent (unchanged candles are not resent)."""
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_stream(name: str) -> tuple[str, str, str] | None:
     """``btcusdt@kline_1m`` -> ("BTCUSDT", "kline", "1m"); None if not understood."""
     if "@" not in name:
@@ -91,6 +106,8 @@ class WsHub:
 
     def __init__(self, srv: SimServer) -> None:
         self.srv = srv
+        #: Wall seconds between in-progress kline updates (0: closes only).
+        self.kline_update_s = KLINE_UPDATE_S
         self.conns: set[Conn] = set()
         self._sub_seq = 0
         self._agg_id = 1
@@ -105,6 +122,31 @@ class WsHub:
             k = f"{c.market}:{c.kind}"
             out[k] = out.get(k, 0) + 1
         return out
+
+    def stream_problem(self, market: str, name: str) -> str | None:
+        """Why this venue cannot serve the (well-formed) stream ``name`` on ``market`` (None:
+        it can)."""
+        parsed = parse_stream(name)
+        if parsed is None:
+            return "not a stream name this exchange knows"
+        sym, kind, arg = parsed
+        if kind == "continuousKline" and market != "futures":
+            return "continuous klines are a futures stream"
+        if kind == "markPrice" and market != "futures":
+            return "mark price is a futures stream"
+        f = self.srv.feeds.get((market, sym))
+        if f is None:
+            served = " ".join(s for m, s in self.srv.feeds if m == market)
+            return f"{sym} is not replayed on {market} (symbols: {served})"
+        if kind in KLINE_KINDS:
+            return interval_problem(arg, f.interval_ms)
+        return None
+
+    def _refuse(self, market: str, name: str, why: str, how: str) -> str:
+        """Log a refused stream (WARNING) and return the reason for the client."""
+        logger.warning("WebSocket stream {} refused ({}): {} [{} market]", name, how, why,
+                       market)
+        return f"{name}: {why}"
 
     def _send(self, c: Conn, text: str, force: bool = False) -> None:
         """Queue ``text`` for ``c``; dropped while streams are stalled unless ``force`` (replies
@@ -202,7 +244,14 @@ class WsHub:
         if bad:
             return web.json_response({"code": -1100, "msg": f"Invalid stream name {bad[0]}"},
                                      status=400)
+        refused = [(n, p) for n in names if (p := self.stream_problem(market, n)) is not None]
         ws = await self._prepare(request)
+        if refused:
+            # A well-formed stream the replay cannot serve: say why instead of staying silent.
+            reason = self._refuse(market, refused[0][0], refused[0][1], "connect")
+            cut = reason.encode()[:MAX_CLOSE_REASON].decode(errors="ignore")  # whole chars
+            await ws.close(code=1008, message=cut.encode())
+            return ws
         c = Conn(ws, request, market, "market", combined=combined, streams=set(names))
         return await self._serve(c)
 
@@ -229,15 +278,23 @@ class WsHub:
         method = msg.get("method") if isinstance(msg, dict) else None
         params = msg.get("params") or [] if isinstance(msg, dict) else []
         if method == "SUBSCRIBE":
-            bad = [p for p in params if parse_stream(p) is None]
+            bad = [p for p in params if not isinstance(p, str) or parse_stream(p) is None]
+            refused = [(p, why) for p in params if not bad
+                       and (why := self.stream_problem(c.market, p)) is not None]
             if bad:
                 out: dict[str, Any] = {"error": {"code": 2, "msg": f"Invalid request: {bad[0]}"},
                                        "id": mid}
+            elif refused:
+                why = self._refuse(c.market, refused[0][0], refused[0][1], "SUBSCRIBE")
+                out = {"error": {"code": 2, "msg": f"Invalid request: {why}"}, "id": mid}
             else:
                 c.streams.update(params)
                 out = {"result": None, "id": mid}
         elif method == "UNSUBSCRIBE":
-            c.streams.difference_update(params)
+            for p in params:
+                if isinstance(p, str):
+                    c.streams.discard(p)
+                    c.kline_sent.pop(p, None)
             out = {"result": None, "id": mid}
         elif method == "LIST_SUBSCRIPTIONS":
             out = {"result": sorted(c.streams), "id": mid}
@@ -324,14 +381,15 @@ class WsHub:
         sym, kind, arg = parsed
         now = int(f.open_time[i]) + f.interval_ms
         m = f.market
-        if kind in ("kline", "continuousKline"):
+        if kind in KLINE_KINDS:
             iv_ms = INTERVALS_MS.get(arg)
-            if iv_ms is None or iv_ms % f.interval_ms:
-                return []
+            if iv_ms is None or iv_ms < f.interval_ms or iv_ms % f.interval_ms:
+                return []  # refused at subscription (stream_problem)
             out = []
-            g = int(f.open_time[i]) // iv_ms * iv_ms
+            g = int(group_open(int(f.open_time[i]), iv_ms))
             out.append(self._kline(f, g, iv_ms, arg, now, kind))
-            if i + 1 < len(f) and int(f.open_time[i + 1]) == now and now % iv_ms == 0:
+            if i + 1 < len(f) and int(f.open_time[i + 1]) == now \
+                    and group_open(now, iv_ms) == now:
                 out.append(self._kline(f, now, iv_ms, arg, now, kind))
             return out
         bids_asks = None
@@ -391,13 +449,11 @@ class WsHub:
                      "T": nxt.ts_ms if nxt else 0}]
         return []
 
-    def _kline(self, f: Feed, g: int, iv_ms: int, iv: str, now: int, kind: str
-               ) -> dict[str, Any]:
-        a = int(f.open_time.searchsorted(g, side="left"))
-        b = int(f.open_time.searchsorted(g + iv_ms, side="left"))
-        b = min(b, int(f.open_time.searchsorted(now, side="right")))
-        r = f._row(g, iv_ms, a, b, now) if b > a else None
+    def _kline(self, f: Feed, g: int, iv_ms: int, iv: str, now: int, kind: str,
+               row: list[Any] | None = None) -> dict[str, Any]:
+        r = row if row is not None else f.kline_row(g, iv_ms, now)
         if r is None:
+            a = int(f.open_time.searchsorted(g, side="left"))
             p = str(f.price(f.open[min(a, len(f) - 1)]))
             r = [g, p, p, p, p, "0", g + iv_ms - 1, "0", 0, "0", "0", "0"]
         k = {"t": g, "T": g + iv_ms - 1, "s": f.symbol, "i": iv, "f": 0, "L": 0, "o": r[1],
@@ -408,6 +464,72 @@ class WsHub:
             return {"e": "continuous_kline", "E": now, "ps": f.symbol, "ct": "PERPETUAL",
                     "k": k}
         return {"e": "kline", "E": now, "s": f.symbol, "k": k}
+
+    # -- fan-out: the candle in progress -------------------------------------------------------
+    async def kline_updates(self) -> None:
+        """Every ``kline_update_s`` of wall time, while the sim clock runs: the in-progress
+        candle of every subscribed kline stream (see ``push_kline_updates``)."""
+        while self.kline_update_s > 0:
+            await asyncio.sleep(self.kline_update_s)
+            try:
+                self.push_kline_updates()
+            except Exception:  # noqa: BLE001 - market data must survive one bad update
+                logger.exception("kline update failed")
+
+    def push_kline_updates(self) -> int:
+        """Send each market connection the current candle of each kline stream it subscribes,
+        when it changed since the last one sent to it (``"x": false``; at most one per stream
+        per call). Only while the clock runs: paused, nothing trades; at speed "max", bars
+        close faster than anyone could watch and only their closes are sent. Bars due by now
+        are replayed first, so a candle never arrives before the close of the one before it.
+        Returns the number of messages queued."""
+        srv = self.srv
+        if not srv.clock.running:
+            return 0
+        subs = [c for c in self.conns if c.kind == "market" and not c.closed and c.streams]
+        if not subs:
+            return 0
+        srv.process_due()
+        now = srv.now_ms()
+        nxt = srv.replay.next_bar_time()
+        if nxt is not None:  # the clock ran on since: stay before the next unreplayed close
+            now = min(now, nxt - 1)
+        cache: dict[tuple[str, str], tuple[tuple[Any, ...], dict[str, Any]] | None] = {}
+        sent = 0
+        for c in subs:
+            for name in c.streams:
+                key = (c.market, name)
+                if key not in cache:
+                    cache[key] = self._current_kline(c.market, name, now)
+                cur = cache[key]
+                if cur is None or c.kline_sent.get(name) == cur[0]:
+                    continue
+                c.kline_sent[name] = cur[0]
+                p = cur[1]
+                self._send(c, _enc.encode({"stream": name, "data": p} if c.combined else p
+                                          ).decode())
+                sent += 1
+        return sent
+
+    def _current_kline(self, market: str, name: str, now: int
+                       ) -> tuple[tuple[Any, ...], dict[str, Any]] | None:
+        """(identity, payload) of the candle in progress of kline stream ``name`` (None: not a
+        kline stream, or no replayed bar of the current candle has opened: a data gap, or the
+        replay is over)."""
+        parsed = parse_stream(name)
+        if parsed is None or parsed[1] not in KLINE_KINDS:
+            return None
+        sym, kind, arg = parsed
+        f = self.srv.feeds.get((market, sym))
+        iv_ms = INTERVALS_MS.get(arg)
+        if f is None or iv_ms is None or iv_ms < f.interval_ms or iv_ms % f.interval_ms:
+            return None
+        g = int(group_open(now, iv_ms))
+        row = f.kline_row(g, iv_ms, now)
+        if row is None:
+            return None
+        ident = (row[0], row[1], row[2], row[3], row[4], row[5])
+        return ident, self._kline(f, g, iv_ms, arg, now, kind, row)
 
     # -- control ------------------------------------------------------------------------------
     async def drop_all(self, code: int | None = None) -> int:

@@ -23,8 +23,8 @@ RAMP = flat(5) + [(50_000 + i, 50_005 + i, 49_995 + i, 50_000 + i, 100.0) for i 
 def test_spot_klines_order_events_and_fills() -> None:
     with Sim(spot=RAMP, ws_ping_interval_s=0.5) as sim:
         rec = Recorder()
-        sm = manager(sim, Market.SPOT, rec, kline_intervals=("5m",), book=False)
-        assert sm.kline_intervals == ("1m", "5m") and sm.repair_interval == "5m"
+        sm = manager(sim, Market.SPOT, rec, kline_intervals=("5m", "1m"), book=False)
+        assert sm.kline_intervals == ("5m", "1m") and sm.repair_interval == "5m"
         sm.start()
         try:
             assert sm.wait_connected(5)
@@ -135,7 +135,7 @@ def _live(market: Market, **kw: object) -> StreamManager:
 def test_binance_urls() -> None:
     spot = _live(Market.SPOT, kline_intervals=("5m", "1h")).urls()
     assert spot == {
-        "market": "wss://stream.binance.com:9443/stream?streams=btcusdt@kline_1m/"
+        "market": "wss://stream.binance.com:9443/stream?streams="
                   "btcusdt@kline_5m/btcusdt@kline_1h/btcusdt@bookTicker",
         "user": "wss://ws-api.binance.com:443/ws-api/v3"}
     fut = _live(Market.FUTURES).urls()
@@ -155,3 +155,36 @@ def test_stop_before_connect_is_clean() -> None:
     sm.start()
     sm.stop(timeout=3.0)
     assert not sm._thread.is_alive() and not sm.connected
+
+
+def test_candles_in_progress_reach_nobody_and_closed_bars_arrive_once_in_order() -> None:
+    """At a running clock the sim pushes the candle in progress ("x": false) between closes,
+    as Binance does: the manager forwards only closed klines, each once, in order, and the
+    in-progress updates neither look like gaps nor keep a session from being healthy."""
+    rows = flat(5) + [(50_000 + i, 50_020 + i, 49_980 + i, 50_010 + i, 100.0) for i in range(200)]
+    with Sim(futures=rows, ws_ping_interval_s=0.5) as sim:
+        sim.srv.hub.kline_update_s = 0.1
+        rec = Recorder()
+        sm = manager(sim, Market.FUTURES, rec, kline_intervals=("1m", "3m"), book=False,
+                     mark=False, user_stream=False, venue_client=None)
+        sm.start()
+        try:
+            assert sm.wait_connected(5)
+            sim.admin("speed", {"speed": 60})  # a 1m bar per second, ten updates in between
+            time.sleep(4.5)
+            sim.admin("speed", {"speed": 0})
+            time.sleep(0.3)
+            now = sim.sim_time()
+        finally:
+            sm.stop()
+        ks = rec.of(m.KlineClosed)
+        ones = [k.open_time_ms for k in ks if k.interval == "1m"]
+        threes = [k for k in ks if k.interval == "3m"]
+        assert len(ones) >= 3 and ones == list(range(ones[0], ones[-1] + M, M))
+        assert ones[0] == T0 + 5 * M  # the first bar replayed, none skipped, none twice
+        assert all(k.close_time_ms < now for k in ks)  # only candles that had closed
+        assert all(k.open_time_ms % (3 * M) == 0 and k.close_time_ms == k.open_time_ms + 3 * M - 1
+                   for k in threes)
+        assert [k for k in threes if k.volume != 300.0] == []  # whole 3m candles only
+        assert not rec.of(m.StreamDisconnected) and not rec.of(m.Reconnected)
+        assert sim.srv.hub.sent > 3 * len(ks)  # the x:false updates did flow

@@ -76,3 +76,25 @@ def test_state_survives_restart(tmp_path: Path) -> None:
         assert o["clientOrderId"] == "persist-me" and o["price"].startswith(low.split(".")[0])
     finally:
         _stop(p)
+
+
+def test_no_options_serve_the_bot_defaults_and_log_iso_dates() -> None:
+    import re
+
+    p = subprocess.Popen([sys.executable, "-m", "exchange_sim.cli", "--speed", "0", "--port", "0"],
+                         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = p.stdout.readline()
+    assert line, p.stderr.read()
+    try:
+        urls = json.loads(line)
+        client_cls, _, _ = client_classes(urls)
+        c = client_cls(urls["api_key"], urls["api_secret"])
+        syms = {s["symbol"] for s in c.futures_exchange_info()["symbols"]}
+        assert syms == {"BTCUSDT", "ETHUSDT", "SOLUSDT"}
+    finally:
+        _, err = _stop(p)
+    (listen,) = [x for x in err.splitlines() if "sim listening on" in x]
+    iso = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"
+    assert re.search(rf"futures BTCUSDT ETHUSDT SOLUSDT, 5m bars {iso} \.\. {iso}, sim time "
+                     rf"{iso}, speed paused", listen), listen
+    assert not re.search(r"\d{13}", err)  # no epoch milliseconds for people to decode
