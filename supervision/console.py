@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import msgspec
+import numpy as np
 
 QUIET, NORMAL, VERBOSE, ALL = 0, 1, 2, 3
 LEVEL_NO = {"TRACE": 5, "DEBUG": 10, "INFO": 20, "SUCCESS": 25, "WARNING": 30, "ERROR": 40,
@@ -293,9 +294,20 @@ def _positions_text(positions: Any, quote: str) -> str:
     return " ".join(out) if out else "flat"
 
 
+def has_equity(rec: Mapping[str, Any]) -> bool:
+    """Does a PORTFOLIO_STATUS carry the account's equity (not yet while the portfolio has
+    not read the account: equity 0, no initial equity)?"""
+    pf = rec.get("portfolio")
+    if not isinstance(pf, Mapping):
+        return False
+    return _dec(pf.get("initial_equity")) is not None or bool(_dec(pf.get("equity")))
+
+
 def _portfolio_status(rec: Mapping[str, Any], v: View) -> Shown:
     pf = rec.get("portfolio") if isinstance(rec.get("portfolio"), Mapping) else {}
     assert isinstance(pf, Mapping)
+    if not has_equity(rec):
+        return "STATUS", "portfolio starting: equity not known yet", BLUE
     eq, init = _dec(pf.get("equity")), _dec(pf.get("initial_equity"))
     change = f" ({pct(eq / init - 1)})" if eq is not None and init else ""
     parts = [_c(f"equity {money(eq)} {v.quote}{change}", BOLD, v.color)]
@@ -648,6 +660,8 @@ def shown_at(rec: Mapping[str, Any]) -> int:
         return _reconciled_level(rec)
     if event == "TRADING_STOPPED":
         return _stopped_level(rec)
+    if event == "PORTFOLIO_STATUS" and not has_equity(rec):
+        return VERBOSE
     hit = EVENTS.get(event)
     return hit[0] if hit is not None else VERBOSE
 
@@ -915,7 +929,7 @@ class SessionTotals:
 
     def _status_equity(self, rec: Mapping[str, Any]) -> None:
         pf = rec.get("portfolio")
-        if not isinstance(pf, Mapping) or _dec(pf.get("equity")) is None:
+        if not isinstance(pf, Mapping) or not has_equity(rec):
             return
         self.collector.add({"event": "EQUITY", "level": "INFO", "symbol": "",
                             "ts_ms": rec.get("ts_ms"), "ts": rec.get("ts"),
@@ -956,7 +970,8 @@ def session_summary(totals: SessionTotals, *, quote: str = "USDT",
     common = {"wall_s": wall, "sim_start_ms": sim_span[0], "sim_end_ms": sim_span[1],
               "quote": quote}
     try:
-        report, _ = analyse(totals.collector, meta={"quote_asset": quote})
+        with np.errstate(all="ignore"):  # a zero equity sample must not print a warning
+            report, _ = analyse(totals.collector, meta={"quote_asset": quote})
     except ReportError:
         return SessionSummary(note="no equity in this session's log (is logging.level above "
                                    "INFO?)", **common)
@@ -1052,6 +1067,25 @@ class SessionConsole:
             lines = [f"gridbot: no session summary: {type(e).__name__}: {e}"]
         for ln in lines:
             self.console.write(ln)
+
+
+class StreamSink:
+    """A loguru sink rendering each record it gets (already filtered by the sink's level) as
+    one terminal line: the stderr of commands other than ``run`` (backtest, acceptance)."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.console = Console(stream, verbosity=ALL)
+        self._dec = msgspec.json.Decoder()
+
+    def write(self, message: Any) -> None:
+        """loguru sink entry point."""
+        try:
+            rec = self._dec.decode(message.record["extra"]["_json"])
+        except (KeyError, msgspec.DecodeError):
+            rec = {"level": message.record["level"].name, "msg": str(message).rstrip()}
+        line = render(rec, replace(self.console._view, verbosity=ALL))
+        if line is not None:
+            self.console.write(line)
 
 
 def verbosity_from(verbose: int, quiet: bool, log_level: str = "INFO") -> int:

@@ -3,7 +3,8 @@
 Every record has ``ts`` (UTC ISO-8601 wall time), ``ts_ms`` (event time: simulated in a
 backtest, see ``actors.clock``), ``level``, ``event`` (ORDER_PLACED, TRADE_CLOSED,
 STATUS, RISK_BLOCKED, …), ``symbol``, ``msg``, ``pid`` and the caller's context fields.
-Human-readable lines go to stderr.
+Human-readable lines on the terminal are rendered from these records by ``supervision.console``
+(``python run.py run`` follows the file; other commands' stderr sink renders each record).
 
 Only one process ever writes and rotates ``gridbot.jsonl``. In the multi-process bot, actor
 processes call ``configure_actor_logging()``: their loguru records are handed, already rendered
@@ -207,14 +208,6 @@ def _json_format(record: dict[str, Any]) -> str:
     return "{extra[_json]}\n"
 
 
-def _human_format(record: dict[str, Any]) -> str:
-    ev = record["extra"].get("event", "")
-    sym = record["extra"].get("symbol", "")
-    head = "<green>{time:YYYY-MM-DD HH:mm:ss.SSS}</green> <level>{level: <7}</level>"
-    tail = (f" {ev}" if ev else "") + (f" {sym}" if sym else "")
-    return head + tail.replace("{", "{{").replace("}", "}}") + " {message}\n{exception}"
-
-
 def configure_logging(
     log_dir: str | Path | None,
     *,
@@ -229,8 +222,10 @@ def configure_logging(
     _load_env_secrets()
     logger.remove()
     logger.configure(patcher=_patch)
-    if stderr:
-        logger.add(sys.stderr, level=stderr_level, format=_human_format, colorize=None)
+    if stderr:  # human lines: supervision.console renders the record's JSON
+        from supervision.console import StreamSink
+
+        logger.add(StreamSink(sys.stderr), level=stderr_level, format="{message}")
     path = None
     if log_dir is not None:
         path = Path(log_dir) / json_file

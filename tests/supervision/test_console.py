@@ -120,6 +120,9 @@ def test_portfolio_status_line() -> None:
     assert "dd -11.2% level 2 deleveraged" in text and "REDUCING" in text
     assert "BTCUSDT stopped" in text and "restarts 2" in text and "pos flat" in text
     assert "orders" not in text  # no per-symbol STATUS seen yet
+    starting = dict(r, portfolio=dict(PF, equity="0", initial_equity=None, positions={}))
+    assert line(starting) is None  # the portfolio has not read the account yet
+    assert "equity not known yet" in line(starting, VERBOSE)
 
 
 def test_per_symbol_status_only_when_verbose() -> None:
@@ -295,6 +298,7 @@ def test_console_one_status_line_per_minute_with_open_orders_and_sim_time() -> N
     out = io.StringIO()
     c = con.Console(out, sim_venue=True, tz=UTC, color=False,
                     sim_clock=lambda t: int((t - 1_767_619_756) * 60_000) + SIM)
+    c.feed(rec("PORTFOLIO_STATUS", ts=_ts(-1), portfolio={"equity": "0"}))  # not counted
     for sec in (0, 3, 50, 62, 130):
         c.feed(rec("STATUS", symbol="BTCUSDT", ts=_ts(sec), open_orders=int(sec)))
         c.feed(rec("PORTFOLIO_STATUS", ts=_ts(sec), portfolio=PF, symbols={}))
@@ -302,7 +306,7 @@ def test_console_one_status_line_per_minute_with_open_orders_and_sim_time() -> N
     assert [fields_of(x)[1] for x in lines] == ["sim 2025-01-02 10:05", "sim 2025-01-02 11:07",
                                                 "sim 2025-01-02 12:15"]
     assert [fields_of(x)[-1] for x in lines] == ["orders 0", "orders 62", "orders 130"]
-    assert c.first_sim_ms == SIM and c.last_sim_ms == SIM + 130 * 60_000
+    assert c.first_sim_ms == SIM - 60_000 and c.last_sim_ms == SIM + 130 * 60_000
 
 
 def test_console_sim_time_falls_back_to_the_latest_bar() -> None:
@@ -375,6 +379,8 @@ def _session() -> list[dict[str, Any]]:
           "positions": {"ETHUSDT": {"qty": "0", "unrealized_pnl": "0"}}}
     return [
         rec("BOT_READY", ts=_ts(0)),
+        rec("PORTFOLIO_STATUS", ts=_ts(0), ts_ms=500,
+            portfolio={"equity": "0", "initial_equity": None}),  # starting: not a sample
         rec("EQUITY", ts=_ts(1), ts_ms=1_000, equity="10000", **eq),
         rec("ORDER_FILLED", symbol="ETHUSDT", ts=_ts(2), ts_ms=2_000, side="SELL",
             price="3353.35", qty="0.281", fee="0.18845827", fee_asset="USDT", maker=True,
