@@ -268,7 +268,7 @@ def _trade(rec: Mapping[str, Any], v: View) -> Shown:
     q = quote_of(_s(rec.get("symbol")), v.quote)
     parts = [f"{direction} {number(rec.get('qty'))} closed",
              f"{number(rec.get('entry_price'), like=rec.get('exit_price'))} -> "
-             f"{number(rec.get('exit_price'))}",
+             f"{number(rec.get('exit_price'), like=rec.get('exit_price'))}",
              _c(f"net {money(net, signed=True)} {q}", GREEN if (net or 0) >= 0 else RED,
                 v.color),
              f"fees {money(rec.get('fees'))}"]
@@ -456,7 +456,7 @@ def _restarted(rec: Mapping[str, Any], v: View) -> Shown:
     reason = _s(rec.get("reason"))
     n = rec.get("restart_count")
     restore = _float(rec.get("restore_ms"))
-    parts = [f"{actor} restarted" + (f" after {reason}" if reason else "")]
+    parts = [f"{actor} restarted" + (f" ({reason})" if reason else "")]
     if isinstance(n, int):
         parts.append(f"restart #{n}")
     if restore is not None:
@@ -595,7 +595,8 @@ def _generic(rec: Mapping[str, Any], v: View) -> Shown:
     if msg and msg != event:
         parts.append(msg)
     ctx = [f"{k}={_brief_value(val)}" for k, val in rec.items()
-           if k not in _NEVER_SHOWN_KEYS and val not in (None, "", [], {})]
+           if k not in _NEVER_SHOWN_KEYS and val not in (None, "", [], {})
+           and not (msg and str(val) in msg)]  # what the message already says
     if ctx and (not msg or msg == event or no >= 30):
         parts.append(" ".join(ctx))
     exc = _exc_last_line(rec)

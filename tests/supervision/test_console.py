@@ -96,6 +96,8 @@ def test_trade_closed_line_with_net_pnl() -> None:
     assert "long 0.281 closed" in text and "funding" not in text
     assert "\x1b[31mnet -0.21 USDT" in text  # a loss in red
     assert "\x1b[32mnet +1.89 USDT" in line(r, color=True)
+    avg = dict(r, entry_price="94770.95833333333333", exit_price="94911")
+    assert "94,770.96 -> 94,911.00" in line(avg)  # an average entry at the exit's precision
 
 
 PF = {"restarts": 0, "equity": "10012.34", "peak_equity": "10040", "initial_equity": "10000",
@@ -182,7 +184,7 @@ def test_funding_drawdown_halt_and_state_lines() -> None:
 def test_restart_and_reconnect_lines() -> None:
     r = rec("ACTOR_RESTARTED", "WARNING", symbol="BTCUSDT", msg="order restarted: exited",
             actor="order", reason="exited", restart_count=1, restore_ms=9.4, actor_pid=5)
-    assert fields_of(line(r, QUIET))[2:] == ["RESTART", "order restarted after exited",
+    assert fields_of(line(r, QUIET))[2:] == ["RESTART", "order restarted (exited)",
                                               "restart #1", "state restored in 9 ms"]
     rc = rec("RECONNECTED", symbol="ETHUSDT", gap_ms=3200, klines_repaired=1,
              trades_repaired=0, detail="")
@@ -238,6 +240,10 @@ def test_every_warning_and_error_is_shown_even_quiet() -> None:
     crit = rec("ROOT_LOST", "CRITICAL", msg="root supervisor stopped answering")
     assert fields_of(line(crit, QUIET))[1:] == ["CRIT", "ROOT_LOST",
                                                 "root supervisor stopped answering"]
+    failed = rec("ACTOR_FAILED", "WARNING", symbol="ETHUSDT", msg="order failed: process exited",
+                 actor="order", reason="process exited", actor_pid=29359)
+    assert fields_of(line(failed, QUIET))[2:] == [
+        "WARN", "ACTOR_FAILED", "order failed: process exited", "actor_pid=29359"]
     plain = rec("LOG", "WARNING", msg="sim: something odd", logger="Thespian")
     assert "sim: something odd" in line(plain, QUIET)
 
