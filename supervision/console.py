@@ -908,7 +908,6 @@ class SessionTotals:
         self.collector = ReportCollector()
         self.first_wall: float | None = None
         self.last_wall: float | None = None
-        self.ready = False
 
     def feed(self, rec: Mapping[str, Any]) -> None:
         """One parsed record."""
@@ -918,9 +917,7 @@ class SessionTotals:
                 self.first_wall = t
             self.last_wall = t
         event = rec.get("event")
-        if event == "BOT_READY":
-            self.ready = True
-        elif event == "PORTFOLIO_STATUS":
+        if event == "PORTFOLIO_STATUS":
             self._status_equity(rec)
         if event not in _SUMMARY_EVENTS:
             return

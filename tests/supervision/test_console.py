@@ -412,7 +412,6 @@ def test_session_summary_uses_the_reports_accounting() -> None:
     for r in _session():
         totals.feed(r)
     s = con.session_summary(totals, sim_span=(SIM, SIM + 3_900_000))
-    assert totals.ready
     assert (s.trades, s.wins, s.fills) == (1, 1, 2) and s.maker_share == 0.5
     assert Decimal(s.net_pnl) == Decimal("2.34206116")
     assert Decimal(s.fees) == Decimal("0.37643884") and Decimal(s.funding) == Decimal("0.33")
