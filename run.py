@@ -158,6 +158,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sim-urls", type=ca.path, default=None, metavar="FILE",
                    help="trade on an already running embedded exchange (file written by "
                         "'sim --urls-file')")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("-v", "--verbose", action="count", default=0,
+                     help="terminal: also orders placed/amended/canceled and per-symbol status "
+                          "(-vv: every log record)")
+    out.add_argument("-q", "--quiet", action="store_true",
+                     help="terminal: only warnings, errors and the session summary")
     p.set_defaults(handler=cmd_run)
 
     p = sub.add_parser("status", help="show the running bot's supervision tree and positions",

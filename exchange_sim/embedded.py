@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -87,9 +88,31 @@ def start_for_bot(cfg: Config, args: argparse.Namespace | None,
               sim_time=iso(srv.now_ms()), replay_first_bar=iso(first),
               replay_last_bar=iso(last), notes=list(srv.notes))
 
-    def stop() -> None:
-        srv.stop()
-        path.unlink(missing_ok=True)
+    return _EmbeddedVenue(srv, path)
+
+
+class _EmbeddedVenue:
+    """The launcher's handle on the embedded exchange: call it to stop the exchange;
+    ``sim_time_at`` gives the replay's sim time (the terminal shows it next to wall time)."""
+
+    def __init__(self, srv: Any, urls_path: Path) -> None:
+        self._srv = srv
+        self._urls_path = urls_path
+        self._started = time.time()
+
+    def __call__(self) -> None:
+        from supervision.logs import log_event
+
+        self._srv.stop()
+        self._urls_path.unlink(missing_ok=True)
         log_event("SIM_STOPPED", "embedded exchange stopped (state saved)")
 
-    return stop
+    def sim_time_at(self, epoch_s: float) -> int:
+        """Sim time (ms) at the recent wall time ``epoch_s`` (the current sim time when the
+        replay is paused or runs at speed "max")."""
+        clock = self._srv.clock
+        now = clock.now_ms()
+        if not clock.running:
+            return now
+        ago = time.time() - max(epoch_s, self._started)  # nothing before the replay began
+        return int(now - max(0.0, ago) * float(clock.speed) * 1000.0)

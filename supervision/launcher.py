@@ -347,12 +347,21 @@ def run_bot(args: argparse.Namespace) -> int:
     state_dir.mkdir(parents=True, exist_ok=True)
     remove_bot_file(state_dir)
     (state_dir / STOP_REQUEST_FILE).unlink(missing_ok=True)
-    configure_logging(None, stderr=True, stderr_level=cfg.logging.level)
+    # the terminal shows the JSON log (every process's records, the launcher's too) as it is
+    # written: supervision.console follows it from here, so no stderr sink of our own
+    from supervision.console import SessionConsole, verbosity_from
+
+    console = SessionConsole(
+        log_dir / JSON_FILE, quote=cfg.portfolio.quote_asset, sim_venue=cfg.venue is Venue.SIM,
+        verbosity=verbosity_from(getattr(args, "verbose", 0) or 0,
+                                 bool(getattr(args, "quiet", False)), cfg.logging.level))
+    configure_logging(None, stderr=False)
     add_append_sink(log_dir / JSON_FILE)  # launcher events in the same JSON log
 
     sigs = _Signals()
     sigs.install()
     venue_stop = _start_venue(cfg, args, state_dir)
+    console.start(sim_clock=getattr(venue_stop, "sim_time_at", None))
     port = sup.admin_port or netsec.free_port(sup.bind_host)
     asys = start_actor_system(port, log_dir, bind_host=sup.bind_host,
                               allow_remote=sup.allow_remote, rotation=cfg.logging.rotation,
@@ -385,6 +394,9 @@ def run_bot(args: argparse.Namespace) -> int:
             venue_stop()
         remove_bot_file(state_dir, os.getpid())
         (state_dir / STOP_REQUEST_FILE).unlink(missing_ok=True)
+        console.stop()  # every process has written its last line by now
+        if sid is not None:
+            console.print_summary()
     return code
 
 

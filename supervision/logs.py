@@ -3,7 +3,8 @@
 Every record has ``ts`` (UTC ISO-8601 wall time), ``ts_ms`` (event time: simulated in a
 backtest, see ``actors.clock``), ``level``, ``event`` (ORDER_PLACED, TRADE_CLOSED,
 STATUS, RISK_BLOCKED, …), ``symbol``, ``msg``, ``pid`` and the caller's context fields.
-Human-readable lines go to stderr.
+Human-readable lines on the terminal are rendered from these records by ``supervision.console``
+(``python run.py run`` follows the file; other commands' stderr sink renders each record).
 
 Only one process ever writes and rotates ``gridbot.jsonl``. In the multi-process bot, actor
 processes call ``configure_actor_logging()``: their loguru records are handed, already rendered
@@ -80,8 +81,9 @@ _PLAIN = (str, int, float, bool, type(None))
 
 
 def _jsonable(value: Any) -> Any:
+    """``value`` as the JSON log writes it (NaN and infinities become null: JSON has none)."""
     if type(value) in _PLAIN:  # the common case first: most context values are plain
-        return value
+        return value if type(value) is not float or value - value == 0.0 else None
     if isinstance(value, Decimal):
         return str(value)
     if isinstance(value, Enum):
@@ -95,7 +97,9 @@ def _jsonable(value: Any) -> Any:
         return [_jsonable(v) for v in value]
     if hasattr(value, "__struct_fields__"):
         return _jsonable({f: getattr(value, f) for f in value.__struct_fields__})
-    if isinstance(value, (str, int, float, bool)) or value is None:
+    if isinstance(value, float):  # a float subclass (numpy)
+        return float(value) if value - value == 0.0 else None
+    if isinstance(value, (str, int, bool)) or value is None:
         return value
     return str(value)
 
@@ -114,19 +118,16 @@ def _ts_text(ts: _dt.datetime) -> str:
 
 
 _FAST_ENCODER = msgspec.json.Encoder()
-_INF = float("inf")
 
 
 def _conv(value: Any, ok: list[bool]) -> Any:
     """``_jsonable`` that also clears ``ok[0]`` when the value cannot take the msgspec path
-    (a non-finite float anywhere, or a type only ``json`` renders the usual way)."""
+    (a type only ``json`` renders the usual way)."""
     t = type(value)
     if t is str or t is int or t is bool or value is None:
         return value
     if t is float:
-        if value != value or value == _INF or value == -_INF:
-            ok[0] = False
-        return value
+        return value if value - value == 0.0 else None
     if t is dict:
         return {str(k): (_MASK if _masked(str(k)) else _conv(v, ok)) for k, v in value.items()}
     if t is list or t is tuple:
@@ -134,8 +135,6 @@ def _conv(value: Any, ok: list[bool]) -> Any:
     out = _jsonable(value)
     if type(out) in (dict, list):
         ok[0] = False  # nested containers of other types: the json encoder, as before
-    elif type(out) is float and (out != out or out == _INF or out == -_INF):
-        ok[0] = False
     return out
 
 
@@ -144,10 +143,11 @@ def _line(ts: _dt.datetime, level: str, event: str, symbol: str, message: str, p
           fast: bool = False, obj_out: list[dict[str, Any]] | None = None) -> str:
     """One JSON log line (``ts`` is a UTC datetime; ``extra``: the remaining context).
 
-    ``fast``: encode with msgspec when every context value (nested dicts and lists included)
-    is plain and no float is NaN/inf (the same JSON values; floats may be spelt differently,
-    e.g. ``1e16`` for ``1e+16``, and non-ASCII text is not escaped); otherwise, and by
-    default, ``json``. ``obj_out``: receives the JSON-ready dict that was encoded."""
+    NaN and infinities are written as null (JSON has no such numbers). ``fast``: encode with
+    msgspec when every context value (nested dicts and lists included) is plain (the same
+    JSON values; floats may be spelt differently, e.g. ``1e16`` for ``1e+16``, and non-ASCII
+    text is not escaped); otherwise, and by default, ``json``. ``obj_out``: receives the
+    JSON-ready dict that was encoded."""
     out: dict[str, Any] = {
         "ts": _ts_text(ts),
         "level": level,
@@ -170,9 +170,7 @@ def _line(ts: _dt.datetime, level: str, event: str, symbol: str, message: str, p
         if hit:
             out[k] = _MASK
         elif t is float:
-            if v != v or v == _INF or v == -_INF:
-                ok[0] = False
-            out[k] = v
+            out[k] = v if v - v == 0.0 else None
         elif t is str or t is int or t is bool or v is None:
             out[k] = v
         else:
@@ -210,14 +208,6 @@ def _json_format(record: dict[str, Any]) -> str:
     return "{extra[_json]}\n"
 
 
-def _human_format(record: dict[str, Any]) -> str:
-    ev = record["extra"].get("event", "")
-    sym = record["extra"].get("symbol", "")
-    head = "<green>{time:YYYY-MM-DD HH:mm:ss.SSS}</green> <level>{level: <7}</level>"
-    tail = (f" {ev}" if ev else "") + (f" {sym}" if sym else "")
-    return head + tail.replace("{", "{{").replace("}", "}}") + " {message}\n{exception}"
-
-
 def configure_logging(
     log_dir: str | Path | None,
     *,
@@ -232,8 +222,10 @@ def configure_logging(
     _load_env_secrets()
     logger.remove()
     logger.configure(patcher=_patch)
-    if stderr:
-        logger.add(sys.stderr, level=stderr_level, format=_human_format, colorize=None)
+    if stderr:  # human lines: supervision.console renders the record's JSON
+        from supervision.console import StreamSink
+
+        logger.add(StreamSink(sys.stderr), level=stderr_level, format="{message}")
     path = None
     if log_dir is not None:
         path = Path(log_dir) / json_file

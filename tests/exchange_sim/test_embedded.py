@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import stat
+import time
 from pathlib import Path
 
 import pytest
@@ -51,6 +52,9 @@ def test_start_writes_private_urls_file_and_stop_saves_state(tmp_path: Path) -> 
         client = client_classes(urls)[0](urls["api_key"], urls["api_secret"])
         syms = {x["symbol"] for x in client.futures_exchange_info()["symbols"]}
         assert "BTCUSDT" in syms
+        # paused (speed 0): the sim time of any recent wall time is the current sim time
+        now = client.futures_time()["serverTime"]
+        assert abs(stop.sim_time_at(time.time() - 30) - now) < 5_000
     finally:
         stop()
     assert not (tmp_path / SIM_URLS_FILE).exists()
@@ -60,3 +64,23 @@ def test_start_writes_private_urls_file_and_stop_saves_state(tmp_path: Path) -> 
 def test_bad_speed_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         sim_config_for_bot(Config(), argparse.Namespace(speed="fast"), tmp_path)
+
+
+def test_sim_time_at_maps_wall_time_through_the_replay_speed(tmp_path: Path) -> None:
+    """At speed 600 a record logged 2 s ago happened 20 sim minutes ago; nothing maps to
+    before the replay began."""
+    from exchange_sim.config import SimConfig
+
+    cfg = Config(portfolio=PortfolioConfig(symbols=("BTCUSDT",), weights={"BTCUSDT": 1.0},
+                                           markets={"BTCUSDT": Market.FUTURES}),
+                 sim=SimConfig(scenario="chop", synthetic_bars=600))
+    stop = start_for_bot(cfg, argparse.Namespace(speed="600"), tmp_path)
+    assert stop is not None
+    try:
+        time.sleep(2.5)
+        t = time.time()
+        now, ago = stop.sim_time_at(t), stop.sim_time_at(t - 2.0)
+        assert abs((now - ago) - 1_200_000) < 30_000
+        assert abs(stop.sim_time_at(t - 3600) - stop.sim_time_at(t - 7200)) < 5_000
+    finally:
+        stop()

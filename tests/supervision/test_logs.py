@@ -78,7 +78,7 @@ def test_ts_ms_follows_the_installed_clock(log_path: Path) -> None:
 
 def test_direct_log_lines_and_kept_events(tmp_path: Path) -> None:
     """A backtest's direct writer: the kept dict equals the parsed line; nested contexts take
-    the fast encoder unless a float is not finite (then json, spelling NaN as before)."""
+    the fast encoder; a float that is not finite is written as null (NaN is not JSON)."""
     from models.enums import Side
 
     path = tmp_path / "direct.jsonl"
@@ -103,8 +103,58 @@ def test_direct_log_lines_and_kept_events(tmp_path: Path) -> None:
                                          "levels": [1, 2]}
     assert first["price"] == "100.10" and first["side"] == "BUY"
     assert first["api_secret"] != "hunter2" and "hunter2" not in lines[0]
-    assert '"x": NaN' in lines[1] or '"x":NaN' in lines[1]
+    assert json.loads(lines[1])["strategy_context"] == {"x": None}
+    assert "NaN" not in lines[1]
     assert len(w.kept) == 2  # STRATEGY is not kept
     assert w.kept[0] == first
     assert json.dumps(w.kept[1], sort_keys=True) == json.dumps(json.loads(lines[1]),
                                                                sort_keys=True)
+
+
+def _strict(line: str) -> dict:
+    """Parse ``line`` refusing NaN/Infinity (not JSON)."""
+    def bad(token: str) -> None:
+        raise AssertionError(f"non-JSON number {token} in {line}")
+    return json.loads(line, parse_constant=bad)
+
+
+def test_nan_and_infinities_are_written_as_null(log_path: Path, tmp_path: Path) -> None:
+    """NaN, inf and -inf (plain, nested, in a tuple, numpy) become null on every path: loguru,
+    the direct writer (fast and json encoders) and the offloaded writer process."""
+    import numpy as np
+
+    from models.risk import BrakeEvent
+
+    nan, inf = float("nan"), float("inf")
+    ctx = {"a": nan, "b": inf, "c": -inf, "d": {"e": [1.5, nan]}, "f": (inf,),
+           "g": np.float64("nan"), "ok": 0.25,
+           "h": BrakeEvent(kind="LEVEL", level=1, previous_level=0, drawdown=nan,
+                           size_factor=-inf, tp_factor=1.0, leverage_cap=6.0, halted=False,
+                           safe_mode=False)}
+    want = {"a": None, "b": None, "c": None, "d": {"e": [1.5, None]}, "f": [None],
+            "g": None, "ok": 0.25,
+            "h": {"kind": "LEVEL", "level": 1, "previous_level": 0, "drawdown": None,
+                  "size_factor": None, "tp_factor": 1.0, "leverage_cap": 6.0, "halted": False,
+                  "safe_mode": False, "reason": "", "actions": []}}
+    logs.log_event("ORDER_PLACED", symbol="BTCUSDT", **ctx)
+    logger.complete()
+    recs = [_strict(x) for x in log_path.read_text().splitlines()]
+    for offload in (False, True):
+        path = tmp_path / f"direct-{offload}.jsonl"
+        w = logs.DirectJsonLog(path, level="INFO", direct_below="ERROR",
+                               keep=frozenset({"ORDER_PLACED"}), offload=offload)
+        logs.set_direct_log(w)
+        try:
+            logs.log_event("ORDER_PLACED", symbol="BTCUSDT", **ctx)
+            logs.log_event("STRATEGY", symbol="BTCUSDT", L=nan, S=0.1)
+        finally:
+            logs.set_direct_log(None)
+            w.close()
+        lines = path.read_text().splitlines()
+        recs += [_strict(x) for x in lines]
+        assert w.kept[0] == _strict(lines[0])
+        assert _strict(lines[1])["L"] is None
+    assert len(recs) == 5
+    for rec in recs:
+        if rec["event"] == "ORDER_PLACED":
+            assert {k: rec[k] for k in want} == want

@@ -244,6 +244,7 @@ def test_duration_stops_the_bot_by_itself(tmp_path: Path) -> None:
     res = _cli("run", "--config", str(_config(tmp_path)), "--state-dir", str(state),
                "--log-dir", str(tmp_path / "logs"), "--duration", "2s")
     assert res.returncode == 0, res.stderr
-    assert "DURATION_REACHED" in res.stderr
+    assert "--duration reached" in res.stderr and "session summary" in res.stderr
+    assert '"DURATION_REACHED"' in (tmp_path / "logs" / "gridbot.jsonl").read_text()
     assert (state / "ctl" / "BTCUSDT.order.stop.flatten").exists()
     assert not (state / launcher.BOT_FILE).exists()
