@@ -18,8 +18,14 @@ Methods (also in docs/REPORT.md):
 * CAGR = (end / start) ^ (365 days / span) - 1; ``None`` for spans under one day, where the
   extrapolation means nothing.
 * Trades: a round trip is one TRADE_CLOSED (partial closes count separately). Win = net PnL
-  > 0, loss = net PnL < 0 (break-even is neither); win rate = wins / round trips; profit
-  factor = sum of winning net PnL / |sum of losing net PnL| (``None`` without a losing trade).
+  > 0, loss = net PnL < 0 (break-even is neither); win rate = wins / round trips.
+  Gross profit / gross loss = sum of the positive / |sum of the negative| round-trip gross
+  PnL (price move times quantity, before fees and funding); gross profit factor = gross
+  profit / gross loss. Net profit / net loss: the same on net PnL (after the trade's fees and
+  funding); net profit factor = net profit / net loss. A factor is ``None`` without a loss.
+* Monthly returns: month-end equity / previous month-end - 1. A sample at exactly 00:00 UTC
+  on the 1st closes the month before (a run ending at midnight has no extra month); months
+  without a sample carry the previous value (return 0).
 """
 
 from __future__ import annotations
@@ -56,9 +62,12 @@ class TradeStats(msgspec.Struct, frozen=True, kw_only=True):
     wins: int
     losses: int
     win_rate: float | None
-    profit_factor: float | None
     gross_profit: Decimal
     gross_loss: Decimal
+    gross_profit_factor: float | None
+    net_profit: Decimal
+    net_loss: Decimal
+    net_profit_factor: float | None
     net_pnl: Decimal
     avg_net_pnl: Decimal | None
     avg_holding_s: float | None
@@ -228,19 +237,30 @@ def equity_metrics(ts_ms: Sequence[int], equity: Sequence[float]) -> dict[str, f
     }
 
 
-def trade_stats(net_pnl: Sequence[Decimal], holding_s: Sequence[float]) -> TradeStats:
-    """Win rate, profit factor and holding time of closed round trips."""
+def _factor(profit: Decimal, loss: Decimal) -> float | None:
+    return float(profit / loss) if loss > ZERO else None
+
+
+def trade_stats(net_pnl: Sequence[Decimal], holding_s: Sequence[float],
+                gross_pnl: Sequence[Decimal] | None = None) -> TradeStats:
+    """Win rate, gross and net profit factors and holding time of closed round trips
+    (``gross_pnl``: each trade's PnL before fees and funding; default: the net PnL)."""
     pnl = [Decimal(p) for p in net_pnl]
+    gross = pnl if gross_pnl is None else [Decimal(p) for p in gross_pnl]
+    if len(gross) != len(pnl):
+        raise ValueError("net_pnl and gross_pnl differ in length")
     wins = [p for p in pnl if p > ZERO]
     losses = [p for p in pnl if p < ZERO]
-    gp, gl = sum(wins, ZERO), -sum(losses, ZERO)
+    np_, nl = sum(wins, ZERO), -sum(losses, ZERO)
+    gp = sum((g for g in gross if g > ZERO), ZERO)
+    gl = -sum((g for g in gross if g < ZERO), ZERO)
     n = len(pnl)
     net = sum(pnl, ZERO)
     return TradeStats(
         round_trips=n, wins=len(wins), losses=len(losses),
         win_rate=len(wins) / n if n else None,
-        profit_factor=float(gp / gl) if gl > ZERO else None,
-        gross_profit=gp, gross_loss=gl, net_pnl=net,
+        gross_profit=gp, gross_loss=gl, gross_profit_factor=_factor(gp, gl),
+        net_profit=np_, net_loss=nl, net_profit_factor=_factor(np_, nl), net_pnl=net,
         avg_net_pnl=net / n if n else None,
         avg_holding_s=float(np.mean(np.asarray(holding_s, dtype=float))) if len(holding_s)
         else None)
@@ -291,21 +311,34 @@ def month_key(ts_ms: int) -> str:
     return _dt.datetime.fromtimestamp(ts_ms / 1000, _dt.timezone.utc).strftime("%Y-%m")
 
 
+def _next_month(key: str) -> str:
+    y, m = int(key[:4]), int(key[5:7])
+    return f"{y + m // 12:04d}-{m % 12 + 1:02d}"
+
+
 def monthly_returns(ts_ms: Sequence[int], equity: Sequence[float]) -> dict[str, float]:
     """Return of each calendar month (UTC) from month-end equity; the first month is measured
-    against the first sample, a partial last month up to the last sample."""
+    against the first sample, a partial last month up to the last sample. A later sample at
+    exactly 00:00 on the 1st is the month-end value of the month before (it does not open a
+    month of its own); months without a sample between the first and the last carry the
+    previous month-end (return 0)."""
     out: dict[str, float] = {}
     if len(ts_ms) == 0:
         return out
     prev = float(equity[0])
-    month_end: dict[str, float] = {}
-    for t, e in zip(ts_ms, equity, strict=True):
-        month_end[month_key(int(t))] = float(e)
-    for k in sorted(month_end):
-        v = month_end[k]
+    first = month_key(int(ts_ms[0]))
+    month_end: dict[str, float] = {first: prev}
+    for t, e in zip(ts_ms[1:], equity[1:], strict=True):
+        month_end[max(month_key(int(t) - 1), first)] = float(e)
+    keys = sorted(month_end)
+    k, v = keys[0], prev
+    while True:
+        v = month_end.get(k, v)
         out[k] = v / prev - 1.0 if prev > 0 else float("nan")
         prev = v
-    return out
+        if k == keys[-1]:
+            return out
+        k = _next_month(k)
 
 
 def clip_series(ts_ms: Sequence[int], values: Sequence[float], start_ms: int, end_ms: int
