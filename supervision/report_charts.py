@@ -248,7 +248,14 @@ def _dates(t: np.ndarray) -> np.ndarray:
 
 
 def draw(spec: Mapping[str, Any]) -> bytes:
-    """One chart spec (from ``chart_jobs``) as PNG bytes. Needs matplotlib; selects Agg.
+    """One chart spec (from ``chart_jobs``) as PNG bytes. Needs matplotlib; selects Agg."""
+    buf = io.BytesIO()
+    figure(spec).savefig(buf, format="png", dpi=DPI)
+    return buf.getvalue()
+
+
+def figure(spec: Mapping[str, Any]) -> Any:
+    """One chart spec as a matplotlib ``Figure`` (Agg; ``draw`` saves it as PNG).
 
     A spec is ``{"size": (w, h), "panels": [panel, ...]}``, panels stacked on one time axis;
     a panel has ``lines``, ``scatter``, ``bands``, ``bars``, ``hlines``, ``title``,
@@ -276,9 +283,7 @@ def draw(spec: Mapping[str, Any]) -> bytes:
     last = axes[-1, 0]
     last.xaxis.set_major_locator(loc)
     last.xaxis.set_major_formatter(mdates.ConciseDateFormatter(loc))
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI)
-    return buf.getvalue()
+    return fig
 
 
 def _panel(ax: Any, p: Mapping[str, Any], formatter: Any) -> None:
@@ -597,5 +602,5 @@ class ChartPool:
         w.join(1.0)
 
 
-__all__ = ["MAX_POINTS", "ChartPool", "rolling_band", "bin_width", "chart_jobs", "draw",
-           "envelope", "render_charts"]
+__all__ = ["MAX_POINTS", "ChartPool", "bin_width", "chart_jobs", "draw", "envelope", "figure",
+           "render_charts", "rolling_band"]

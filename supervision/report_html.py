@@ -14,7 +14,7 @@ import datetime as _dt
 import json
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -75,8 +75,8 @@ def fmt_money(v: Any, signed: bool = False) -> str:
         return DASH
     sign = "+" if signed else ""
     if abs(d) >= BIG_MONEY:
-        return f"{d.quantize(Decimal(1)):{sign},f}"
-    q = d.quantize(Decimal("0.01"))
+        return f"{d.quantize(Decimal(1), ROUND_HALF_UP):{sign},f}"
+    q = d.quantize(Decimal("0.01"), ROUND_HALF_UP)
     if q == 0:
         return "0.00"  # neither "-0.00" nor "+0.00"
     return f"{q:{sign},.2f}"
