@@ -30,7 +30,6 @@ Methods (also in docs/REPORT.md):
 
 from __future__ import annotations
 
-import datetime as _dt
 import math
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
@@ -306,39 +305,28 @@ def time_in_levels(ts_ms: Sequence[int], levels: Sequence[int], end_ms: int) -> 
     return out
 
 
-def month_key(ts_ms: int) -> str:
-    """``YYYY-MM`` of a UTC timestamp."""
-    return _dt.datetime.fromtimestamp(ts_ms / 1000, _dt.timezone.utc).strftime("%Y-%m")
-
-
-def _next_month(key: str) -> str:
-    y, m = int(key[:4]), int(key[5:7])
-    return f"{y + m // 12:04d}-{m % 12 + 1:02d}"
-
-
 def monthly_returns(ts_ms: Sequence[int], equity: Sequence[float]) -> dict[str, float]:
     """Return of each calendar month (UTC) from month-end equity; the first month is measured
     against the first sample, a partial last month up to the last sample. A later sample at
     exactly 00:00 on the 1st is the month-end value of the month before (it does not open a
     month of its own); months without a sample between the first and the last carry the
-    previous month-end (return 0)."""
+    previous month-end (return 0). Samples must be in time order."""
     out: dict[str, float] = {}
     if len(ts_ms) == 0:
         return out
-    prev = float(equity[0])
-    first = month_key(int(ts_ms[0]))
-    month_end: dict[str, float] = {first: prev}
-    for t, e in zip(ts_ms[1:], equity[1:], strict=True):
-        month_end[max(month_key(int(t) - 1), first)] = float(e)
-    keys = sorted(month_end)
-    k, v = keys[0], prev
-    while True:
-        v = month_end.get(k, v)
-        out[k] = v / prev - 1.0 if prev > 0 else float("nan")
+    t = np.asarray(ts_ms, dtype=np.int64)
+    e = np.asarray(equity, dtype=float)
+    month = (t - 1).astype("datetime64[ms]").astype("datetime64[M]").astype(np.int64)
+    month[0] = t[:1].astype("datetime64[ms]").astype("datetime64[M]").astype(np.int64)[0]
+    month = np.maximum(month, month[0])
+    uniq, last_rev = np.unique(month[::-1], return_index=True)
+    month_end = dict(zip(uniq.tolist(), e[::-1][last_rev].tolist(), strict=True))
+    prev = v = float(e[0])
+    for m in range(int(uniq[0]), int(uniq[-1]) + 1):  # months since 1970-01
+        v = month_end.get(m, v)
+        out[f"{1970 + m // 12:04d}-{m % 12 + 1:02d}"] = v / prev - 1.0 if prev > 0 else math.nan
         prev = v
-        if k == keys[-1]:
-            return out
-        k = _next_month(k)
+    return out
 
 
 def clip_series(ts_ms: Sequence[int], values: Sequence[float], start_ms: int, end_ms: int

@@ -88,11 +88,13 @@ def step_label(step_ms: int) -> str:
 
 
 def rolling_band(t: Any, v: Any, window_ms: int, points: int = 400,
-                 q: tuple[float, float] = (0.1, 0.9)
+                 q: tuple[float, float] = (0.1, 0.9), max_window: int = 1024
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(times, mean, low quantile, high quantile) of ``v`` over a centred time window of
     ``window_ms``, evaluated at up to ``points`` evenly spaced times (the window is cut
-    at the ends of the series); times whose window holds no finite sample are left out."""
+    at the ends of the series); times whose window holds no finite sample are left out.
+    The mean uses every sample; the quantiles (numpy's linear method) every sample while a
+    window holds at most ``max_window``, else every k-th (a chart's band, not a statistic)."""
     ta = np.asarray(t, dtype=np.int64)
     va = np.asarray(v, dtype=float)
     ok = np.isfinite(va)
@@ -103,18 +105,30 @@ def rolling_band(t: Any, v: Any, window_ms: int, points: int = 400,
     order = np.argsort(ta, kind="stable")
     ta, va = ta[order], va[order]
     at = np.unique(np.linspace(ta[0], ta[-1], min(points, ta.size)).astype(np.int64))
-    lo_i = np.searchsorted(ta, at - window_ms // 2, side="left")
-    hi_i = np.searchsorted(ta, at + window_ms // 2, side="right")
+    half = window_ms // 2
+    lo_i = np.searchsorted(ta, at - half, side="left")
+    hi_i = np.searchsorted(ta, at + half, side="right")
     keep = hi_i > lo_i
     at, lo_i, hi_i = at[keep], lo_i[keep], hi_i[keep]
-    mean = np.empty(at.size)
-    lo = np.empty(at.size)
-    hi = np.empty(at.size)
     csum = np.r_[0.0, np.cumsum(va)]
-    mean[:] = (csum[hi_i] - csum[lo_i]) / (hi_i - lo_i)
-    for j in range(at.size):
-        lo[j], hi[j] = np.quantile(va[lo_i[j]:hi_i[j]], q)
-    return at, mean, lo, hi
+    mean = (csum[hi_i] - csum[lo_i]) / (hi_i - lo_i)
+    k = max(1, -(-int((hi_i - lo_i).max()) // max_window))
+    qt, qv = (ta[::k], va[::k]) if k > 1 else (ta, va)
+    lo_q = np.searchsorted(qt, at - half, side="left")
+    n = np.maximum(np.searchsorted(qt, at + half, side="right") - lo_q, 1)
+    width = int(n.max())
+    col = np.arange(width)
+    grid = qv[np.minimum(lo_q[:, None] + col, qv.size - 1)]
+    grid = np.sort(np.where(col < n[:, None], grid, np.inf), axis=1)  # padding sorts last
+    rows = np.arange(at.size)
+    bands = []
+    for x in q:  # numpy's "linear" quantile of each row's first n values
+        pos = x * (n - 1)
+        i0 = np.floor(pos).astype(np.int64)
+        i1 = np.minimum(i0 + 1, n - 1)
+        g0, g1 = grid[rows, i0], grid[rows, i1]
+        bands.append(g0 + (pos - i0) * (g1 - g0))
+    return at, mean, bands[0], bands[1]
 
 
 def _line(t: Any, v: Any, **style: Any) -> dict[str, Any]:
@@ -126,6 +140,16 @@ def _thin(t: np.ndarray, v: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray,
     """At most n evenly spaced samples of (t, v) and the stride used (1: all)."""
     k = -(-len(t) // n) if len(t) > n else 1
     return t[::k], v[::k], k
+
+
+def _counts(t: np.ndarray, step: int, sign: int, color: str) -> dict[str, Any]:
+    """Fills per ``step`` bin (every bin from the first to the last, empty ones 0) as a step
+    outline: one polygon, not one bar artist per bin."""
+    b = t // step
+    first = int(b.min())
+    c = np.bincount(b - first).astype(float)
+    edges = (first + np.arange(c.size + 1, dtype=np.int64)) * step
+    return {"t": edges, "v": sign * np.r_[c, c[-1]], "color": color}
 
 
 def _price_job(name: str, pt: Any, pv: Any, fills: Sequence[tuple[int, str, float]],
@@ -152,10 +176,7 @@ def _price_job(name: str, pt: Any, pv: Any, fills: Sequence[tuple[int, str, floa
         size = 12 if k > 1 else 16 if n > 100 else 30
         scatter.append({"t": st, "v": sv, "marker": mk, "color": col, "size": size,
                         "label": f"{key.lower()}s ({n:,}{shown})"})
-        b = ft[sel] // step * step
-        bt, bc = np.unique(b, return_counts=True)
-        bars.append({"t": bt + step // 2, "v": sign * bc.astype(float), "width_ms": step,
-                     "color": col})
+        bars.append(_counts(ft[sel], step, sign, col))
     title = f"{name}: price and fills"
     if not total:
         title += " (no fills)"
@@ -307,9 +328,9 @@ def _panel(ax: Any, p: Mapping[str, Any], formatter: Any) -> None:
     for sc in p.get("scatter", ()):
         ax.scatter(_dates(sc["t"]), sc["v"], marker=sc["marker"], s=sc.get("size", 14),
                    color=sc["color"], label=sc["label"], zorder=3, linewidths=0, alpha=0.75)
-    for bar in p.get("bars", ()):
-        ax.bar(_dates(bar["t"]), bar["v"], width=np.timedelta64(int(bar["width_ms"]), "ms"),
-               color=bar["color"], lw=0, alpha=0.8)
+    for bar in p.get("bars", ()):  # counts per bin: edges t, value v[i] from t[i] to t[i+1]
+        ax.fill_between(_dates(bar["t"]), bar["v"], 0, step="post", color=bar["color"],
+                        alpha=0.8, lw=0)
     for y, col, lw, ls in p.get("hlines", ()):
         ax.axhline(y, color=col, lw=lw, ls=ls)
     if p.get("ylim"):

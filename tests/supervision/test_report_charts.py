@@ -87,6 +87,10 @@ def test_rolling_band_matches_a_brute_force_window() -> None:
         assert mean[j] == pytest.approx(v[w].mean())
         assert (lo[j], hi[j]) == pytest.approx(tuple(np.quantile(v[w], [0.1, 0.9])))
     assert rc.rolling_band([], [], 1000)[0].size == 0
+    # windows longer than max_window: quantiles from every k-th sample, the mean from all
+    at2, mean2, lo2, hi2 = rc.rolling_band(t, v, 6 * 3_600_000, points=50, max_window=16)
+    assert np.array_equal(at2, at) and mean2 == pytest.approx(mean)
+    assert np.all(lo2 <= hi2) and np.all((lo2 >= 0) & (hi2 <= 1))
 
 
 def test_bin_width_and_labels() -> None:
@@ -107,7 +111,9 @@ def test_price_chart_thins_markers_and_counts_every_fill() -> None:
     assert len(buys["t"]) <= rc.MAX_MARKERS and len(sells["t"]) <= rc.MAX_MARKERS
     assert buys["label"] == "buys (2,700, 1 in 7 shown)" and sells["label"] == "sells (300)"
     up, down = counts["bars"]
-    assert up["v"].sum() == 2700 and down["v"].sum() == -300  # every fill in the bars
+    # every fill in the bins (the last value repeats to close the step outline)
+    assert up["v"][:-1].sum() == 2700 and down["v"][:-1].sum() == -300
+    assert len(up["t"]) == len(up["v"]) and np.all(np.diff(up["t"]) > 0)
 
 
 @needs_mpl
