@@ -191,7 +191,7 @@ def test_synthetic_log_produces_json_html_csv(tmp_path: Path) -> None:
     assert len((out / "equity.csv").read_text().splitlines()) == 1 + 35 * 4
 
 
-@pytest.mark.skipif(not HAVE_MPL, reason="matplotlib not installed (pip install '.[report]')")
+@pytest.mark.skipif(not HAVE_MPL, reason="matplotlib not installed (a dependency: pip install -e .)")
 def test_synthetic_log_charts_png_embedded(tmp_path: Path) -> None:
     out = tmp_path / "out"
     rep = build_report(out, _write(tmp_path / "gridbot.jsonl", _synthetic(days=3)))

@@ -98,3 +98,19 @@ def test_no_meta_gets_a_plain_title(tmp_path: Path) -> None:
     page = (tmp_path / "report.html").read_text()
     assert "<h1>Performance report</h1>" in page
     assert "No drawdown level recorded" not in page  # level 0 from the start
+
+
+def test_charts_and_template_come_with_a_plain_install() -> None:
+    """The README's first install (`pip install -e '.[test]'`) brings matplotlib and Jinja2,
+    pinned; the template ships as package data; the `report` extra still resolves."""
+    import configparser
+
+    cfg = configparser.ConfigParser()
+    cfg.read(Path(__file__).resolve().parents[2] / "setup.cfg")
+    requires = {r.split(">")[0].split("=")[0].strip(): r.strip()
+                for r in cfg["options"]["install_requires"].splitlines() if r.strip()}
+    assert requires["matplotlib"] == "matplotlib>=3.8,<4"
+    assert requires["jinja2"] == "jinja2>=3.1,<4"
+    assert "report" in cfg["options.extras_require"]
+    assert cfg["options.package_data"]["supervision"].strip() == "templates/*.j2"
+    assert (Path(rh.__file__).parent / "templates" / "report.html.j2").is_file()
