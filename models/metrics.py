@@ -18,13 +18,18 @@ Methods (also in docs/REPORT.md):
 * CAGR = (end / start) ^ (365 days / span) - 1; ``None`` for spans under one day, where the
   extrapolation means nothing.
 * Trades: a round trip is one TRADE_CLOSED (partial closes count separately). Win = net PnL
-  > 0, loss = net PnL < 0 (break-even is neither); win rate = wins / round trips; profit
-  factor = sum of winning net PnL / |sum of losing net PnL| (``None`` without a losing trade).
+  > 0, loss = net PnL < 0 (break-even is neither); win rate = wins / round trips.
+  Gross profit / gross loss = sum of the positive / |sum of the negative| round-trip gross
+  PnL (price move times quantity, before fees and funding); gross profit factor = gross
+  profit / gross loss. Net profit / net loss: the same on net PnL (after the trade's fees and
+  funding); net profit factor = net profit / net loss. A factor is ``None`` without a loss.
+* Monthly returns: month-end equity / previous month-end - 1. A sample at exactly 00:00 UTC
+  on the 1st closes the month before (a run ending at midnight has no extra month); months
+  without a sample carry the previous value (return 0).
 """
 
 from __future__ import annotations
 
-import datetime as _dt
 import math
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
@@ -56,9 +61,12 @@ class TradeStats(msgspec.Struct, frozen=True, kw_only=True):
     wins: int
     losses: int
     win_rate: float | None
-    profit_factor: float | None
     gross_profit: Decimal
     gross_loss: Decimal
+    gross_profit_factor: float | None
+    net_profit: Decimal
+    net_loss: Decimal
+    net_profit_factor: float | None
     net_pnl: Decimal
     avg_net_pnl: Decimal | None
     avg_holding_s: float | None
@@ -228,19 +236,30 @@ def equity_metrics(ts_ms: Sequence[int], equity: Sequence[float]) -> dict[str, f
     }
 
 
-def trade_stats(net_pnl: Sequence[Decimal], holding_s: Sequence[float]) -> TradeStats:
-    """Win rate, profit factor and holding time of closed round trips."""
+def _factor(profit: Decimal, loss: Decimal) -> float | None:
+    return float(profit / loss) if loss > ZERO else None
+
+
+def trade_stats(net_pnl: Sequence[Decimal], holding_s: Sequence[float],
+                gross_pnl: Sequence[Decimal] | None = None) -> TradeStats:
+    """Win rate, gross and net profit factors and holding time of closed round trips
+    (``gross_pnl``: each trade's PnL before fees and funding; default: the net PnL)."""
     pnl = [Decimal(p) for p in net_pnl]
+    gross = pnl if gross_pnl is None else [Decimal(p) for p in gross_pnl]
+    if len(gross) != len(pnl):
+        raise ValueError("net_pnl and gross_pnl differ in length")
     wins = [p for p in pnl if p > ZERO]
     losses = [p for p in pnl if p < ZERO]
-    gp, gl = sum(wins, ZERO), -sum(losses, ZERO)
+    np_, nl = sum(wins, ZERO), -sum(losses, ZERO)
+    gp = sum((g for g in gross if g > ZERO), ZERO)
+    gl = -sum((g for g in gross if g < ZERO), ZERO)
     n = len(pnl)
     net = sum(pnl, ZERO)
     return TradeStats(
         round_trips=n, wins=len(wins), losses=len(losses),
         win_rate=len(wins) / n if n else None,
-        profit_factor=float(gp / gl) if gl > ZERO else None,
-        gross_profit=gp, gross_loss=gl, net_pnl=net,
+        gross_profit=gp, gross_loss=gl, gross_profit_factor=_factor(gp, gl),
+        net_profit=np_, net_loss=nl, net_profit_factor=_factor(np_, nl), net_pnl=net,
         avg_net_pnl=net / n if n else None,
         avg_holding_s=float(np.mean(np.asarray(holding_s, dtype=float))) if len(holding_s)
         else None)
@@ -286,24 +305,26 @@ def time_in_levels(ts_ms: Sequence[int], levels: Sequence[int], end_ms: int) -> 
     return out
 
 
-def month_key(ts_ms: int) -> str:
-    """``YYYY-MM`` of a UTC timestamp."""
-    return _dt.datetime.fromtimestamp(ts_ms / 1000, _dt.timezone.utc).strftime("%Y-%m")
-
-
 def monthly_returns(ts_ms: Sequence[int], equity: Sequence[float]) -> dict[str, float]:
     """Return of each calendar month (UTC) from month-end equity; the first month is measured
-    against the first sample, a partial last month up to the last sample."""
+    against the first sample, a partial last month up to the last sample. A later sample at
+    exactly 00:00 on the 1st is the month-end value of the month before (it does not open a
+    month of its own); months without a sample between the first and the last carry the
+    previous month-end (return 0). Samples must be in time order."""
     out: dict[str, float] = {}
     if len(ts_ms) == 0:
         return out
-    prev = float(equity[0])
-    month_end: dict[str, float] = {}
-    for t, e in zip(ts_ms, equity, strict=True):
-        month_end[month_key(int(t))] = float(e)
-    for k in sorted(month_end):
-        v = month_end[k]
-        out[k] = v / prev - 1.0 if prev > 0 else float("nan")
+    t = np.asarray(ts_ms, dtype=np.int64)
+    e = np.asarray(equity, dtype=float)
+    month = (t - 1).astype("datetime64[ms]").astype("datetime64[M]").astype(np.int64)
+    month[0] = t[:1].astype("datetime64[ms]").astype("datetime64[M]").astype(np.int64)[0]
+    month = np.maximum(month, month[0])
+    uniq, last_rev = np.unique(month[::-1], return_index=True)
+    month_end = dict(zip(uniq.tolist(), e[::-1][last_rev].tolist(), strict=True))
+    prev = v = float(e[0])
+    for m in range(int(uniq[0]), int(uniq[-1]) + 1):  # months since 1970-01
+        v = month_end.get(m, v)
+        out[f"{1970 + m // 12:04d}-{m % 12 + 1:02d}"] = v / prev - 1.0 if prev > 0 else math.nan
         prev = v
     return out
 

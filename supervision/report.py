@@ -32,10 +32,8 @@ truncated last line is skipped with a warning.
 from __future__ import annotations
 
 import argparse
-import base64
 import csv
 import datetime as _dt
-import html
 import importlib.util
 import json
 import math
@@ -56,7 +54,6 @@ from supervision.report_charts import ChartPool, render_charts
 ZERO = Decimal(0)
 EXIT_OK, EXIT_BAD_INPUT = 0, 2
 QUOTES = ("USDT", "USDC", "FDUSD", "BUSD")
-LEVEL_NAMES = {0: "0 normal", 1: "1 reduced", 2: "2 deleveraged", 3: "3 halted"}
 TRADE_COLUMNS = ("symbol", "side", "qty", "entry_price", "exit_price", "gross_pnl", "fees",
                  "funding", "net_pnl", "opened_ms", "closed_ms", "holding_s")
 EQUITY_COLUMNS = ("ts_ms", "time", "equity", "peak_equity", "drawdown", "leverage",
@@ -265,6 +262,8 @@ class _Sym:
         self.filled: dict[str, Decimal] = {}
         self.funding_ids: set[str] = set()
         self.max_leverage: float | None = None
+        self.placements = 0
+        self.modifies = 0
 
     @property
     def pnl(self) -> Decimal:
@@ -274,11 +273,13 @@ class _Sym:
 
 _KEEP = {
     "ORDER_PLACED": ("client_order_id", "qty"),
+    "ORDER_MODIFY_REQUESTED": ("client_order_id", "new_client_order_id", "qty"),
     "ORDER_FILLED": ("client_order_id", "side", "price", "qty", "fee", "fee_asset", "maker"),
     "TRADE_CLOSED": TRADE_COLUMNS[1:],
 }
 _MAIN = {"EQUITY", "DRAWDOWN_LEVEL", "TRADE_CLOSED", "ORDER_FILLED", "ORDER_PLACED",
-         "FUNDING_PAID"}
+         "ORDER_MODIFY_REQUESTED", "FUNDING_PAID"}
+_CANCEL = "ORDER_CANCEL_REQUESTED"  # counted per symbol (an order action), fields unused
 
 
 class ReportCollector:
@@ -297,6 +298,7 @@ class ReportCollector:
         self.strat: dict[str, tuple[array, array, array, array]] = {}
         self.status_lev: dict[str, float] = {}
         self.counts: dict[str, int] = {}
+        self.cancels: dict[str, int] = {}
         self.weights: dict[str, Any] | None = None
         self.first_ts: int | None = None
         self.last_ts: int | None = None
@@ -347,10 +349,12 @@ class ReportCollector:
         lev = _f(leverage)
         self.status_lev[symbol] = max(lev, self.status_lev.get(symbol, lev))
 
-    def add_other(self, event: str, ts_ms: int | None) -> None:
+    def add_other(self, event: str, ts_ms: int | None, symbol: str = "") -> None:
         """A record whose fields the report does not read (it still counts, and its time
-        extends the run's span)."""
+        extends the run's span; a cancel request also counts as its symbol's order action)."""
         self._seen(event, ts_ms)
+        if event == _CANCEL and symbol:
+            self.cancels[symbol] = self.cancels.get(symbol, 0) + 1
 
     def add(self, rec: Mapping[str, Any] | _Strat) -> None:
         """One parsed log record (a dict as ``json.loads`` gives it)."""
@@ -372,7 +376,7 @@ class ReportCollector:
         elif kind == "STATUS":
             self.add_status(symbol, t, rec.get("leverage"))
         elif kind not in _MAIN:
-            self._seen(kind, t)
+            self.add_other(kind, t, symbol)
         elif self._seen(kind, t):
             keep = _KEEP.get(kind)
             ev = rec if keep is None else {"event": kind, "symbol": symbol,
@@ -416,7 +420,7 @@ class ReportCollector:
         elif event == "STATUS":
             self.add_status(symbol, ts_ms, _num(fields.get("leverage")))
         elif event not in _MAIN and "weights" not in fields:
-            self._seen(event, ts_ms)
+            self.add_other(event, ts_ms, symbol)
         else:
             rec: dict[str, Any] = {"level": level, "event": event, "symbol": symbol,
                                    "ts_ms": ts_ms}
@@ -524,17 +528,24 @@ def analyse(events: Iterable[Mapping[str, Any]] | ReportCollector, *,
             if (lv := _dd_level(ev)) is not None:
                 lv_t.append(t)
                 lv_v.append(lv)
+            ledger: dict[str, Decimal] = {}
             for name, p in _positions(ev.get("positions")).items():
                 s = sym(name)
                 if s is not None:
                     s.unrealized = _dec(p.get("unrealized_pnl"))
+                    if p.get("realized_pnl") is not None:
+                        ledger[name] = _dec(p.get("realized_pnl")) + s.unrealized
                     mark = _f(p.get("mark_price"))
                     if mark > 0 and e > 0:
                         lev = abs(_f(p.get("qty"))) * mark / e
                         s.max_leverage = max(lev, s.max_leverage or 0.0)
-            for s in syms.values():
+            for name, s in syms.items():
                 s.curve_t.append(t)
-                s.curve_pnl.append(s.pnl)
+                # the portfolio's own ledger in this record (realized - fees + funding and
+                # unrealized of one instant) where logged: the log's events may already hold
+                # a close whose position this record still shows open (a flatten logs both
+                # in the same millisecond), which would count that PnL twice for one sample
+                s.curve_pnl.append(ledger.get(name, s.pnl))
         elif kind == "DRAWDOWN_LEVEL" and (lv := _dd_level(ev)) is not None:
             if ev.get("kind") == "ALERT":
                 continue  # informational alert: the brake level did not change
@@ -561,6 +572,15 @@ def analyse(events: Iterable[Mapping[str, Any]] | ReportCollector, *,
             s.filled[coid] = s.filled.get(coid, ZERO) + qty
         elif kind == "ORDER_PLACED":
             s.placed[str(ev.get("client_order_id", ""))] = _dec(ev.get("qty"))
+            s.placements += 1
+        elif kind == "ORDER_MODIFY_REQUESTED":
+            s.modifies += 1
+            coid, qty = str(ev.get("client_order_id", "")), _dec(ev.get("qty"))
+            new = ev.get("new_client_order_id")
+            if new:  # spot cancel-replace: a new order for what is left of the new qty
+                s.placed[str(new)] = qty - s.filled.get(coid, ZERO)
+            elif coid in s.placed:  # futures in-place modify: the order's new total qty
+                s.placed[coid] = qty
         elif kind == "FUNDING_PAID":
             fid = str(ev.get("funding_id", ""))
             if fid and fid in s.funding_ids:
@@ -620,8 +640,7 @@ def analyse(events: Iterable[Mapping[str, Any]] | ReportCollector, *,
         if ct and ct[0] > start_ms:  # the symbol appeared after the first EQUITY: flat before
             ct, cv = [start_ms, *ct], [float(base), *cv]
         curves[name] = (ct, cv)
-        ts = mx.trade_stats([_dec(tr.get("net_pnl")) for tr in s.trades],
-                            [_f(tr.get("holding_s")) for tr in s.trades])
+        ts = _trade_stats(s.trades)
         fs = mx.fill_stats(s.fills)
         entry: dict[str, Any] = {
             "weight": weights[name],
@@ -639,6 +658,7 @@ def analyse(events: Iterable[Mapping[str, Any]] | ReportCollector, *,
             "trades": _trade_json(ts),
             "fills": _fill_json(fs),
             **mx.order_fill_rate(s.placed, s.filled),
+            **_actions(s.placements, s.modifies, col.cancels.get(name, 0), fs.fills),
             "max_leverage": max((x for x in (s.max_leverage, col.status_lev.get(name))
                                  if x is not None), default=None),
             "monthly_returns": mx.monthly_returns(ct, cv),
@@ -651,8 +671,7 @@ def analyse(events: Iterable[Mapping[str, Any]] | ReportCollector, *,
 
     # portfolio
     all_trades = [tr for n in names for tr in syms[n].trades]
-    ts = mx.trade_stats([_dec(tr.get("net_pnl")) for tr in all_trades],
-                        [_f(tr.get("holding_s")) for tr in all_trades])
+    ts = _trade_stats(all_trades)
     fs = mx.fill_stats([f for n in names for f in syms[n].fills])
     placed = {f"{n}/{k}": v for n in names for k, v in syms[n].placed.items()}
     filled = {f"{n}/{k}": v for n in names for k, v in syms[n].filled.items()}
@@ -670,11 +689,15 @@ def analyse(events: Iterable[Mapping[str, Any]] | ReportCollector, *,
         "initial_equity": initial,
         **mx.equity_metrics(eq_t, eq_v),
         "pnl": {"net": _money(Decimal(repr(eq_v[-1])) - Decimal(repr(initial))),
+                "realized_gross": _money(sum((syms[n].gross for n in names), ZERO)),
                 "fees_paid": _money(fees_total), "funding_paid": _money(fpaid),
-                "funding_received": _money(frec), "funding_net": _money(frec - fpaid)},
+                "funding_received": _money(frec), "funding_net": _money(frec - fpaid),
+                "unrealized": _money(sum((syms[n].unrealized for n in names), ZERO))},
         "trades": _trade_json(ts),
         "fills": _fill_json(fs),
         **mx.order_fill_rate(placed, filled),
+        **_actions(sum(syms[n].placements for n in names), sum(syms[n].modifies for n in names),
+                   sum(col.cancels.get(n, 0) for n in names), fs.fills),
         "max_leverage": max_lev,
         "max_worst_case_leverage": max_wc,
         "time_in_drawdown_level_s": {str(k): v / 1000 for k, v in sorted(levels.items())},
@@ -707,7 +730,7 @@ def analyse(events: Iterable[Mapping[str, Any]] | ReportCollector, *,
              "conviction": {n: (strat[n][0], strat[n][2], strat[n][3]) for n in names},
              "levels": (lv_t, lv_v), "trades": all_trades, "equity_rows": eq_rows,
              "bases": {n: per_sym[n]["capital_base"] for n in names},
-             "dd_levels": _dd_thresholds(meta)}
+             "dd_levels": _dd_thresholds(meta), "quote": quote}
     return report, chart
 
 
@@ -719,14 +742,24 @@ METHODS = {
     "sortino": "mean of daily returns / sqrt(mean(min(r,0)^2)) x sqrt(365), target 0",
     "max_drawdown": "equity / running peak - 1 on every EQUITY sample; duration from the peak "
                     "to recovery (or the end)",
-    "symbol_equity": "capital_base (initial equity x weight) + realized gross PnL (TRADE_CLOSED)"
-                     " - fees (ORDER_FILLED, in quote) + funding (FUNDING_PAID) + unrealized "
-                     "PnL (EQUITY.positions), sampled at each EQUITY event",
-    "order_fill_rate": "orders whose fills reach the placed qty / orders placed (ORDER_PLACED)",
+    "symbol_equity": "capital_base (initial equity x weight) + the symbol's PnL at each EQUITY "
+                     "event: its positions ledger (realized_pnl + unrealized_pnl) where "
+                     "logged, else realized gross PnL (TRADE_CLOSED) - fees (ORDER_FILLED, in "
+                     "quote) + funding (FUNDING_PAID) + unrealized PnL (EQUITY.positions); the "
+                     "final pnl figures are the event sums",
+    "trades": "round trip = one TRADE_CLOSED; win: net PnL > 0; gross profit / loss = sum of "
+              "the positive / negative round-trip gross PnL (before fees and funding), net "
+              "profit / loss the same after them; profit factor = profit / loss",
+    "order_fill_rate": "orders whose fills reach their qty / orders placed (ORDER_PLACED, the "
+                       "qty of a futures modify, a spot cancel-replace's new order)",
+    "order_actions": "new orders + modify requests + cancel requests sent; per fill: / "
+                     "ORDER_FILLED count",
     "max_leverage": "portfolio: max EQUITY.leverage; symbol: max |qty| x mark_price / equity "
                     "over EQUITY.positions, or STATUS.leverage",
     "benchmark": "buy-and-hold of the symbol's close over the equity span; portfolio: the "
                  "weighted basket",
+    "monthly_returns": "month-end equity / previous month-end - 1; a sample at 00:00 on the "
+                       "1st closes the month before; months without a sample carry it",
     "money": "PnL, fees and funding are exact decimal strings in the quote asset",
 }
 
@@ -738,9 +771,12 @@ def _summary(p: Mapping[str, Any]) -> dict[str, Any]:
             "max_drawdown": p.get("max_drawdown"),
             "max_drawdown_duration_s": p.get("max_drawdown_duration_s"),
             "round_trips": p["trades"]["round_trips"], "win_rate": p["trades"]["win_rate"],
-            "profit_factor": p["trades"]["profit_factor"], "fees_paid": p["pnl"]["fees_paid"],
+            "net_profit_factor": p["trades"]["net_profit_factor"],
+            "gross_profit_factor": p["trades"]["gross_profit_factor"],
+            "fees_paid": p["pnl"]["fees_paid"],
             "funding_net": p["pnl"]["funding_net"], "maker_share": p["fills"]["maker_share"],
-            "order_fill_rate": p.get("order_fill_rate"), "max_leverage": p.get("max_leverage"),
+            "order_fill_rate": p.get("order_fill_rate"),
+            "actions_per_fill": p.get("actions_per_fill"), "max_leverage": p.get("max_leverage"),
             "benchmark_total_return": (p.get("benchmark") or {}).get("total_return")}
 
 
@@ -753,10 +789,28 @@ def _dd_thresholds(meta: Mapping[str, Any]) -> list[float]:
     return [-0.05, -0.10, -0.15]
 
 
+def _trade_stats(trades: Sequence[Mapping[str, Any]]) -> mx.TradeStats:
+    return mx.trade_stats([_dec(tr.get("net_pnl")) for tr in trades],
+                          [_f(tr.get("holding_s")) for tr in trades],
+                          [_dec(tr.get("gross_pnl")) for tr in trades])
+
+
+def _actions(placed: int, modified: int, cancelled: int, fills: int) -> dict[str, Any]:
+    """Order actions sent to the venue (new orders, modify and cancel requests) and how many
+    it took per fill: the exchange's view of the bot's order traffic."""
+    total = placed + modified + cancelled
+    return {"order_actions": total, "modify_requests": modified,
+            "cancel_requests": cancelled,
+            "actions_per_fill": total / fills if fills else None}
+
+
 def _trade_json(ts: mx.TradeStats) -> dict[str, Any]:
     return {"round_trips": ts.round_trips, "wins": ts.wins, "losses": ts.losses,
-            "win_rate": ts.win_rate, "profit_factor": ts.profit_factor,
+            "win_rate": ts.win_rate,
             "gross_profit": _money(ts.gross_profit), "gross_loss": _money(ts.gross_loss),
+            "gross_profit_factor": ts.gross_profit_factor,
+            "net_profit": _money(ts.net_profit), "net_loss": _money(ts.net_loss),
+            "net_profit_factor": ts.net_profit_factor,
             "net_pnl": _money(ts.net_pnl), "avg_net_pnl": _money(ts.avg_net_pnl),
             "avg_holding_s": ts.avg_holding_s}
 
@@ -842,7 +896,8 @@ def build_report(out_dir: str | Path, log_path: str | Path | None = None, *,
         try:
             import matplotlib  # noqa: F401 - present?
         except ImportError as e:
-            report["warnings"].append(f"charts skipped: {e} (pip install 'gridbot[report]')")
+            report["warnings"].append(f"charts skipped: {e} (matplotlib is a dependency of "
+                                      "gridbot: reinstall it with pip install -e .)")
         else:
             images = render_charts(chart, report["warnings"])
     for name, png in images.items():
@@ -856,191 +911,11 @@ def build_report(out_dir: str | Path, log_path: str | Path | None = None, *,
 
 
 # -- html ---------------------------------------------------------------------------------------
-CSS = """body{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:1200px}
-h1{font-size:22px}h2{font-size:18px;margin-top:28px;border-bottom:1px solid #ddd}
-table{border-collapse:collapse;margin:8px 0;font-size:13px}
-td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f3f3f3}
-td.l,th.l{text-align:left}.neg{color:#b00}.pos{color:#070}.warn{color:#a60}
-img{max-width:100%;border:1px solid #eee;margin:6px 0}"""
-
-ROWS: tuple[tuple[str, str, str], ...] = (
-    ("total_return", "Total return", "pct"), ("cagr", "CAGR", "pct"),
-    ("sharpe", "Sharpe (daily, ann.)", "num"), ("sortino", "Sortino (daily, ann.)", "num"),
-    ("max_drawdown", "Max drawdown", "pct"),
-    ("max_drawdown_duration_s", "Max DD duration", "dur"),
-    ("longest_drawdown_s", "Longest drawdown", "dur"),
-    ("trades.round_trips", "Round trips", "int"), ("trades.win_rate", "Win rate", "pct"),
-    ("trades.profit_factor", "Profit factor", "num"),
-    ("trades.avg_holding_s", "Avg holding time", "dur"),
-    ("pnl.net", "Net PnL", "str"), ("pnl.fees_paid", "Fees paid", "str"),
-    ("pnl.funding_net", "Funding (net, + received)", "str"),
-    ("fills.maker_share", "Maker share of fills", "pct"),
-    ("fills.maker_taker_ratio", "Maker/taker ratio", "num"),
-    ("order_fill_rate", "Order fill rate", "pct"), ("max_leverage", "Max leverage", "num"),
-    ("benchmark.total_return", "Buy & hold return", "pct"),
-    ("benchmark.max_drawdown", "Buy & hold max DD", "pct"),
-)
-
-
-def _get(d: Mapping[str, Any], path: str) -> Any:
-    cur: Any = d
-    for part in path.split("."):
-        if not isinstance(cur, Mapping):
-            return None
-        cur = cur.get(part)
-    return cur
-
-
-def _fmt(v: Any, kind: str) -> str:
-    if v is None:
-        return "–"
-    if kind == "pct":
-        return f"{float(v) * 100:.2f} %"
-    if kind == "num":
-        return f"{float(v):.3f}"
-    if kind == "int":
-        return str(int(v))
-    if kind == "dur":
-        s = float(v)
-        if s >= 86400:
-            return f"{s / 86400:.1f} d"
-        if s >= 3600:
-            return f"{s / 3600:.1f} h"
-        return f"{s / 60:.1f} min"
-    return html.escape(str(v))
-
-
-def _cls(v: Any, kind: str) -> str:
-    if kind in ("pct", "num", "str") and v is not None:
-        try:
-            x = float(v)
-        except (TypeError, ValueError):
-            return ""
-        return ' class="neg"' if x < 0 else ""
-    return ""
-
-
-def _summary_table(report: Mapping[str, Any]) -> str:
-    cols = [("Portfolio", report["portfolio"])] + list(report["symbols"].items())
-    head = "".join(f"<th>{html.escape(n)}</th>" for n, _ in cols)
-    body = []
-    for path, label, kind in ROWS:
-        cells = "".join(f"<td{_cls(_get(c, path), kind)}>{_fmt(_get(c, path), kind)}</td>"
-                        for _, c in cols)
-        body.append(f'<tr><th class="l">{html.escape(label)}</th>{cells}</tr>')
-    return (f'<table id="summary"><tr><th class="l">Metric</th>{head}</tr>{"".join(body)}'
-            "</table>")
-
-
-def _figures(node: Any, path: str = "") -> Iterator[tuple[str, str]]:
-    """Every numeric leaf (number or decimal string) under ``node``: (dotted path, the value
-    exactly as report.json writes it)."""
-    if isinstance(node, Mapping):
-        for k, v in node.items():
-            yield from _figures(v, f"{path}.{k}" if path else str(k))
-    elif isinstance(node, (int, float)) and not isinstance(node, bool):
-        yield path, json.dumps(node)
-    elif isinstance(node, str):
-        try:
-            if Decimal(node).is_finite():
-                yield path, node
-        except ArithmeticError:
-            pass
-
-
-def _all_figures_table(report: Mapping[str, Any]) -> str:
-    """Every figure of report.json (portfolio and per symbol), one row per dotted path."""
-    cols = [("Portfolio", report["portfolio"])] + list(report["symbols"].items())
-    values = [dict(_figures(c)) for _, c in cols]
-    paths = list(dict.fromkeys(p for v in values for p in v))
-    head = "".join(f"<th>{html.escape(n)}</th>" for n, _ in cols)
-    body = "".join(
-        f'<tr><th class="l">{html.escape(p)}</th>'
-        + "".join(f"<td>{html.escape(v.get(p, ''))}</td>" for v in values) + "</tr>"
-        for p in paths)
-    return (f'<table id="all-figures"><tr><th class="l">Figure</th>{head}</tr>{body}'
-            "</table>")
-
-
-def _monthly_table(name: str, monthly: Mapping[str, float]) -> str:
-    if not monthly:
-        return ""
-    years = sorted({k[:4] for k in monthly})
-    head = "".join(f"<th>{m:02d}</th>" for m in range(1, 13))
-    rows = []
-    for y in years:
-        cells = []
-        total = 1.0
-        for mth in range(1, 13):
-            v = monthly.get(f"{y}-{mth:02d}")
-            if v is not None and math.isfinite(v):
-                total *= 1 + v
-            cells.append(f"<td{_cls(v, 'pct')}>{_fmt(v, 'pct') if v is not None else ''}</td>")
-        cells.append(f"<td{_cls(total - 1, 'pct')}><b>{_fmt(total - 1, 'pct')}</b></td>")
-        rows.append(f'<tr><th class="l">{y}</th>{"".join(cells)}</tr>')
-    return (f"<h3>{html.escape(name)}</h3><table><tr><th class=\"l\">Year</th>{head}"
-            f"<th>Year</th></tr>{''.join(rows)}</table>")
-
-
-def _levels_table(p: Mapping[str, Any]) -> str:
-    secs = p.get("time_in_drawdown_level_s") or {}
-    share = p.get("time_in_drawdown_level_share") or {}
-    if not secs:
-        return "<p>No drawdown level recorded.</p>"
-    rows = "".join(
-        f'<tr><th class="l">{html.escape(LEVEL_NAMES.get(int(k), k) if k.lstrip("-").isdigit() else k)}'
-        f"</th><td>{_fmt(v, 'dur')}</td><td>{_fmt(share.get(k), 'pct')}</td></tr>"
-        for k, v in secs.items())
-    return f'<table><tr><th class="l">Level</th><th>Time</th><th>Share</th></tr>{rows}</table>'
-
-
-def _img(name: str, images: Mapping[str, bytes], alt: str) -> str:
-    if name not in images:
-        return ""
-    b64 = base64.b64encode(images[name]).decode("ascii")
-    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{b64}">'
-
-
 def render_html(report: Mapping[str, Any], images: Mapping[str, bytes]) -> str:
-    """A self-contained page: inline CSS, charts as base64 PNG, no external resources."""
-    g = report["generated_from"]
-    meta = report.get("meta") or {}
-    parts = [
-        "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>gridbot performance "
-        f"report</title><style>{CSS}</style></head><body>",
-        "<h1>gridbot performance report</h1>",
-        f"<p>{html.escape(str(g['start']))} → {html.escape(str(g['end']))} UTC · "
-        f"{g['events']} log events · symbol weights: {html.escape(str(g['weights_source']))}"
-        "</p>",
-    ]
-    if meta:
-        items = "".join(f"<tr><th class=\"l\">{html.escape(str(k))}</th><td class=\"l\">"
-                        f"{html.escape(json.dumps(v, default=str))}</td></tr>"
-                        for k, v in meta.items())
-        parts.append(f"<table>{items}</table>")
-    if report.get("warnings"):
-        parts.append("<h2>Warnings</h2><ul>" + "".join(
-            f'<li class="warn">{html.escape(w)}</li>' for w in report["warnings"]) + "</ul>")
-    parts += ["<h2>Summary</h2>", _summary_table(report),
-              "<h2>Equity and drawdown</h2>", _img("equity.png", images, "equity"),
-              _img("drawdown.png", images, "drawdown"),
-              _img("symbol_pnl.png", images, "PnL by symbol"),
-              "<h2>Time in drawdown levels</h2>", _levels_table(report["portfolio"]),
-              "<h2>Monthly returns</h2>",
-              _monthly_table("Portfolio", report["portfolio"].get("monthly_returns") or {})]
-    for name, s in report["symbols"].items():
-        parts.append(_monthly_table(name, s.get("monthly_returns") or {}))
-    for name in report["symbols"]:
-        parts.append(f"<h2>{html.escape(name)}</h2>")
-        parts.append(_img(f"price_{name}.png", images, f"{name} price and fills"))
-        parts.append(_img(f"conviction_{name}.png", images, f"{name} conviction"))
-    parts.append("<h2>All figures</h2><details open><summary>every figure of report.json "
-                 "(money in the quote asset, ratios as fractions, times in ms or s)</summary>"
-                 + _all_figures_table(report) + "</details>")
-    parts.append("<h2>Methods</h2><ul>" + "".join(
-        f"<li><b>{html.escape(k)}</b>: {html.escape(v)}</li>"
-        for k, v in report["methods"].items()) + "</ul></body></html>")
-    return "\n".join(p for p in parts if p)
+    """report.html (``supervision.report_html``): self-contained, charts inline."""
+    from supervision.report_html import render_html as _render
+
+    return _render(report, images)
 
 
 def have_matplotlib() -> bool:
@@ -1072,9 +947,13 @@ def report_command(args: argparse.Namespace) -> int:
     for w in rep["warnings"]:
         print(f"gridbot report: warning: {w}", file=sys.stderr)
     p = rep["portfolio"]
-    print(f"report written to {args.out}: total return {_fmt(p['total_return'], 'pct')}, "
-          f"Sharpe {_fmt(p['sharpe'], 'num')}, max drawdown {_fmt(p['max_drawdown'], 'pct')}, "
-          f"{p['trades']['round_trips']} round trips")
+    from supervision.report_html import fmt_int, fmt_money, fmt_num, fmt_pct
+
+    quote = str(rep["meta"].get("quote_asset") or "USDT")
+    print(f"report written to {args.out}: net PnL {fmt_money(p['pnl']['net'], True)} {quote} "
+          f"({fmt_pct(p['total_return'], signed=True)}), Sharpe {fmt_num(p['sharpe'])}, "
+          f"max drawdown {fmt_pct(p['max_drawdown'])}, "
+          f"{fmt_int(p['trades']['round_trips'])} round trips")
     return EXIT_OK
 
 

@@ -122,21 +122,34 @@ def test_total_return_and_cagr() -> None:
 
 
 def test_trade_stats_hand_worked() -> None:
-    pnl = [Decimal("10"), Decimal("-5"), Decimal("0"), Decimal("20"), Decimal("-15")]
-    ts = mx.trade_stats(pnl, [60, 120, 180, 240, 300])
-    assert (ts.round_trips, ts.wins, ts.losses) == (5, 2, 2)
+    net = [Decimal("10"), Decimal("-5"), Decimal("0"), Decimal("20"), Decimal("-15")]
+    # before fees and funding: the break-even trade made 1 gross, the -5 loser +1 gross
+    gross = [Decimal("12"), Decimal("1"), Decimal("1"), Decimal("22"), Decimal("-13")]
+    ts = mx.trade_stats(net, [60, 120, 180, 240, 300], gross)
+    assert (ts.round_trips, ts.wins, ts.losses) == (5, 2, 2)  # by net PnL
     assert ts.win_rate == pytest.approx(0.4)
-    assert ts.profit_factor == pytest.approx(1.5)  # 30 / 20
-    assert ts.gross_profit == Decimal("30") and ts.gross_loss == Decimal("20")
+    assert ts.gross_profit == Decimal("36") and ts.gross_loss == Decimal("13")
+    assert ts.gross_profit_factor == pytest.approx(36 / 13)
+    assert ts.net_profit == Decimal("30") and ts.net_loss == Decimal("20")
+    assert ts.net_profit_factor == pytest.approx(1.5)
     assert ts.net_pnl == Decimal("10") and ts.avg_net_pnl == Decimal("2")
     assert ts.avg_holding_s == pytest.approx(180)
+    # without gross PnL the gross figures are the net ones
+    plain = mx.trade_stats(net, [1] * 5)
+    assert plain.gross_profit == Decimal("30") and plain.gross_profit_factor == pytest.approx(1.5)
+    with pytest.raises(ValueError, match="length"):
+        mx.trade_stats(net, [1] * 5, gross[:2])
 
 
 def test_trade_stats_edge_cases() -> None:
     empty = mx.trade_stats([], [])
-    assert empty.round_trips == 0 and empty.win_rate is None and empty.profit_factor is None
+    assert empty.round_trips == 0 and empty.win_rate is None
+    assert empty.net_profit_factor is None and empty.gross_profit_factor is None
     only_wins = mx.trade_stats([Decimal("1"), Decimal("2")], [1, 1])
-    assert only_wins.win_rate == 1.0 and only_wins.profit_factor is None
+    assert only_wins.win_rate == 1.0 and only_wins.net_profit_factor is None
+    # a net loser that was a gross winner (the fees ate it): a net loss, no gross loss
+    eaten = mx.trade_stats([Decimal("-1"), Decimal("3")], [1, 1], [Decimal("0.5"), Decimal("4")])
+    assert eaten.net_profit_factor == pytest.approx(3.0) and eaten.gross_profit_factor is None
 
 
 def test_fill_stats() -> None:
@@ -168,6 +181,20 @@ def test_monthly_returns() -> None:
     assert m["2025-01"] == pytest.approx(0.1)
     assert m["2025-02"] == pytest.approx(-0.1)
     assert m["2025-03"] == pytest.approx(0.0)
+
+
+def test_monthly_returns_midnight_end_and_quiet_months() -> None:
+    """A run ending at 00:00 on the 1st has no extra month; months without a sample (a halted
+    account logs no equity) carry the previous month-end: 0 %."""
+    feb1, apr1, may1 = T0 + 31 * DAY, T0 + 90 * DAY, T0 + 120 * DAY
+    m = mx.monthly_returns([T0, T0, T0 + 10 * DAY, feb1, apr1], [100.0, 100.0, 90.0, 99.0, 110.0])
+    assert list(m) == ["2025-01", "2025-02", "2025-03"]  # Feb 1 00:00 closes January
+    assert m["2025-01"] == pytest.approx(-0.01)
+    assert m["2025-02"] == 0.0  # no sample in February (nor in March before the end)
+    assert m["2025-03"] == pytest.approx(110 / 99 - 1)  # Apr 1 00:00 closes March
+    m = mx.monthly_returns([T0, T0 + DAY, may1 + HOUR], [100.0, 50.0, 50.0])
+    assert list(m) == ["2025-01", "2025-02", "2025-03", "2025-04", "2025-05"]
+    assert m["2025-01"] == pytest.approx(-0.5) and set(list(m.values())[1:]) == {0.0}
 
 
 def test_clip_series_covers_the_span() -> None:

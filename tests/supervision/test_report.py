@@ -191,7 +191,7 @@ def test_synthetic_log_produces_json_html_csv(tmp_path: Path) -> None:
     assert len((out / "equity.csv").read_text().splitlines()) == 1 + 35 * 4
 
 
-@pytest.mark.skipif(not HAVE_MPL, reason="matplotlib not installed (pip install '.[report]')")
+@pytest.mark.skipif(not HAVE_MPL, reason="matplotlib not installed (a dependency: pip install -e .)")
 def test_synthetic_log_charts_png_embedded(tmp_path: Path) -> None:
     out = tmp_path / "out"
     rep = build_report(out, _write(tmp_path / "gridbot.jsonl", _synthetic(days=3)))
@@ -340,3 +340,63 @@ def test_cli_csvs_fresh_elsewhere_kept_next_to_the_log(tmp_path: Path) -> None:
     assert (out / "trades.csv").read_text().startswith("symbol,side,qty")
     assert run.main(["report", str(log), "--out", str(tmp_path)]) == 0
     assert (tmp_path / "trades.csv").read_text() == "the backtest's own\n"
+
+
+def test_symbol_curve_uses_the_records_own_ledger(tmp_path: Path) -> None:
+    """A flatten logs the close and an EQUITY that still shows the position open in the same
+    millisecond: the symbol's curve takes that record's ledger (realized + unrealized of one
+    instant), not the events' realized PnL plus the stale unrealized (counted twice)."""
+    t1 = T0 + HOUR
+
+    def eq(t: int, equity: float, unreal: str, realized: str, qty: str) -> dict[str, Any]:
+        return _equity(t, equity, {"BTCUSDT": {"qty": qty, "mark_price": "100",
+                                               "unrealized_pnl": unreal,
+                                               "realized_pnl": realized}})
+
+    ev = [eq(T0, 1000.0, "0", "0", "1"),
+          eq(T0 + 1, 950.0, "-50", "0", "1"),
+          {"ts_ms": t1, "event": "ORDER_FILLED", "symbol": "BTCUSDT", "client_order_id": "x",
+           "side": "SELL", "price": "50", "qty": "1", "fee": "1", "fee_asset": "USDT",
+           "maker": False},
+          {"ts_ms": t1, "event": "TRADE_CLOSED", "symbol": "BTCUSDT", "side": "BUY",
+           "qty": "1", "gross_pnl": "-50", "net_pnl": "-51", "holding_s": 3600},
+          eq(t1, 950.0, "-50", "0", "1"),  # logged before the portfolio saw the close
+          eq(t1, 949.0, "0", "-51", "0"),
+          eq(t1 + HOUR, 949.0, "0", "-51", "0")]
+    rep = build_report(tmp_path, events=ev, charts=False, meta={"initial_equity": 1000})
+    btc = rep["symbols"]["BTCUSDT"]
+    assert btc["pnl"]["net"] == "-51" and btc["end_equity"] == pytest.approx(949.0)
+    assert btc["max_drawdown"] == pytest.approx(-0.051)  # not -0.101
+    assert rep["portfolio"]["max_drawdown"] == pytest.approx(-0.051)
+
+
+def test_fill_rate_follows_modifies_and_actions_per_fill(tmp_path: Path) -> None:
+    """Futures modify: the order's qty is the new one; spot cancel-replace: the new order is
+    placed for what is left. Actions = new orders + modify + cancel requests."""
+    def ev(t: int, kind: str, **kw: Any) -> dict[str, Any]:
+        return {"ts_ms": T0 + t, "event": kind, **kw}
+
+    fill = {"fee": "0", "fee_asset": "USDT", "maker": True, "side": "BUY", "price": "10"}
+    log = [_equity(T0, 1000.0),
+           ev(1, "ORDER_PLACED", symbol="BTCUSDT", client_order_id="f1", qty="0.02"),
+           ev(2, "ORDER_MODIFY_REQUESTED", symbol="BTCUSDT", client_order_id="f1",
+              new_client_order_id="", qty="0.01", price="9"),
+           ev(3, "ORDER_FILLED", symbol="BTCUSDT", client_order_id="f1", qty="0.01", **fill),
+           ev(4, "ORDER_PLACED", symbol="BTCUSDT", client_order_id="f2", qty="1"),
+           ev(5, "ORDER_CANCEL_REQUESTED", symbol="BTCUSDT", client_order_id="f2"),
+           ev(1, "ORDER_PLACED", symbol="ETHUSDT", client_order_id="s1", qty="1"),
+           ev(2, "ORDER_FILLED", symbol="ETHUSDT", client_order_id="s1", qty="0.4", **fill),
+           ev(3, "ORDER_MODIFY_REQUESTED", symbol="ETHUSDT", client_order_id="s1",
+              new_client_order_id="s1.2", qty="1", price="9"),
+           ev(4, "ORDER_FILLED", symbol="ETHUSDT", client_order_id="s1.2", qty="0.6", **fill),
+           _equity(T0 + HOUR, 1000.0)]
+    rep = build_report(tmp_path, events=log, charts=False)
+    btc, eth, p = rep["symbols"]["BTCUSDT"], rep["symbols"]["ETHUSDT"], rep["portfolio"]
+    assert (btc["orders_placed"], btc["orders_filled"], btc["orders_partially_filled"]) == (2, 1, 0)
+    assert (btc["order_actions"], btc["modify_requests"], btc["cancel_requests"]) == (4, 1, 1)
+    assert btc["actions_per_fill"] == 4.0
+    assert (eth["orders_placed"], eth["orders_filled"], eth["orders_partially_filled"]) == (2, 1, 1)
+    assert eth["order_actions"] == 2 and eth["actions_per_fill"] == 1.0
+    assert p["order_actions"] == 6 and p["actions_per_fill"] == pytest.approx(6 / 3)
+    assert p["order_fill_rate"] == pytest.approx(2 / 4)
+    assert rep["summary"]["actions_per_fill"] == p["actions_per_fill"]

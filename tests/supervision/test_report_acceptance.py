@@ -14,6 +14,7 @@ import json
 import math
 import re
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from decimal import Decimal
 from html.parser import HTMLParser
 from pathlib import Path
@@ -179,6 +180,7 @@ class _Page(HTMLParser):
         self.imgs: list[str] = []
         self.styles: list[str] = []
         self.tables: dict[str, list[list[str]]] = {}
+        self.exact: dict[str, list[list[str | None]]] = {}  # each cell's data-v, by table
         self._table: str | None = None
         self._cell: list[str] | None = None
         self._in_style = False
@@ -194,10 +196,13 @@ class _Page(HTMLParser):
         elif tag == "table" and a.get("id"):
             self._table = a["id"]
             self.tables[self._table] = []
+            self.exact[self._table] = []
         elif tag == "tr" and self._table:
             self.tables[self._table].append([])
+            self.exact[self._table].append([])
         elif tag in ("td", "th") and self._table:
             self._cell = []
+            self.exact[self._table][-1].append(a.get("data-v"))
         elif tag == "style":
             self._in_style = True
 
@@ -236,15 +241,31 @@ def _figures(node: Any, path: str = "") -> list[tuple[str, Any]]:
 
 
 def _shown(v: Any) -> str:
-    """A figure as the report's full table prints it: exactly as in report.json."""
+    """A figure exactly as report.json writes it (the full table's data-v)."""
     return v if isinstance(v, str) else json.dumps(v)
+
+
+def _reads_as(path: str, v: Any, text: str) -> bool:
+    """The full table's rounded text says the same as the exact figure: a date for *_ms, a
+    duration for *_s, money to the cent (the unit from 100,000), else 4 significant digits."""
+    if path.endswith("_ms"):
+        day = datetime.fromtimestamp(v / 1000, timezone.utc)
+        return text in (day.strftime("%Y-%m-%d"), day.strftime("%Y-%m-%d %H:%M"))
+    if any(p.endswith("_s") for p in path.split(".")):
+        num, unit = text.split()
+        scale = {"d": 86_400, "h": 3_600, "min": 60, "s": 1}[unit]
+        return abs(float(num) * scale - v) <= (0.05 if "." in num else 0.5) * scale
+    x = float(text.replace(",", ""))
+    if isinstance(v, str):  # money
+        return abs(Decimal(text.replace(",", "")) - Decimal(v)) <= (
+            Decimal("0.5") if abs(Decimal(v)) >= 100_000 else Decimal("0.005"))
+    return math.isclose(x, v, rel_tol=5e-4) or (abs(v) >= 1000 and abs(x - v) <= 0.5)
 
 
 def test_html_is_self_contained_and_shows_every_figure(run: Run) -> None:
     page_src = (run.out / "report.html").read_text()
     page = _Page()
     page.feed(page_src)
-    text = " ".join(page.text)
     rep = run.report
 
     # charts: every PNG the report wrote is embedded, each decodes to a valid PNG
@@ -273,28 +294,41 @@ def test_html_is_self_contained_and_shows_every_figure(run: Run) -> None:
     without_data = re.sub(r"data:[^\"')\s]+", "", page_src)
     assert not re.search(r"(https?:)?//[\w.-]+", without_data), "external URL in the page"
 
-    # every figure of report.json, portfolio and per symbol, in the text of the page ...
+    # every figure of report.json, portfolio and per symbol, in its own row and column of the
+    # full table: exact in the cell's data-v (and tooltip), rounded in its text
     columns = {"Portfolio": rep["portfolio"], **{s: rep["symbols"][s] for s in SYMBOLS}}
     figures = {name: dict(_figures(node)) for name, node in columns.items()}
     assert sum(len(f) for f in figures.values()) > 150
-    for name, figs in figures.items():
-        for path, v in figs.items():
-            assert _shown(v) in text, (name, path, v)
-    # ... in its own row and column of the full table
-    rows = page.tables["all-figures"]
+    rows, exact = page.tables["all-figures"], page.exact["all-figures"]
     head = rows[0]
     assert head == ["Figure", *columns]
-    cells = {(r[0], col): r[i + 1] for r in rows[1:] for i, col in enumerate(columns)}
+    cells = {(r[0], col): (r[i + 1], x[i + 1]) for r, x in zip(rows[1:], exact[1:], strict=True)
+             for i, col in enumerate(columns)}
     for name, figs in figures.items():
         for path, v in figs.items():
-            assert cells[(path, name)] == _shown(v), (name, path)
-    # the summary table shows the headline figures in its own formatting
-    summary = {r[0]: r[1:] for r in page.tables["summary"][1:]}
+            shown, data_v = cells[(path, name)]
+            assert data_v == _shown(v), (name, path)
+            assert f'data-v="{_shown(v)}"' in page_src
+            assert _reads_as(path, v, shown), (name, path, v, shown)
+    # the summary table shows the headline figures rounded for people
+    summary = {r[0]: r[1:] for r in page.tables["summary"][1:] if len(r) > 1}
     p = rep["portfolio"]
-    assert summary["Sharpe (daily, ann.)"][0] == f"{p['sharpe']:.3f}"
+    assert summary["Sharpe (daily, ann.)"][0] == f"{p['sharpe']:.2f}"
     assert summary["Max drawdown"][0] == f"{p['max_drawdown'] * 100:.2f} %"
-    assert summary["Net PnL"][1:] == [rep["symbols"][s]["pnl"]["net"] for s in SYMBOLS]
-    assert summary["Round trips"][0] == str(p["trades"]["round_trips"])
+    assert summary["Net PnL"][1:] == [
+        f"{Decimal(rep['symbols'][s]['pnl']['net']).quantize(CENT):+,.2f}" for s in SYMBOLS]
+    assert summary["Round trips"][0] == f"{p['trades']['round_trips']:,}"
+    # the headline: net PnL in the quote asset, to the cent
+    net = Decimal(p["pnl"]["net"]).quantize(CENT)
+    assert f"{net:+,.2f} USDT" in " ".join(page.text)
+    assert summary["Profit factor, net"][0] == f"{p['trades']['net_profit_factor']:.2f}"
+    assert summary["Order actions per fill"][0] == f"{p['actions_per_fill']:.1f}"
+    # one duration row where the longest drawdown is the max drawdown's own
+    if all(c["longest_drawdown_s"] == c["max_drawdown_duration_s"] for c in columns.values()):
+        assert "Longest drawdown" not in summary
+    else:
+        assert "Longest drawdown" in summary
+    assert "[report]" not in page_src and "weights: meta" not in page_src
 
 
 # -- 3. Sharpe, Sortino, max drawdown --------------------------------------------------------
@@ -335,3 +369,39 @@ def test_sharpe_sortino_drawdown_match_a_batch_computation(run: Run) -> None:
     assert mdd < 0 and sharpe != 0
     # the drawdown chart's series is the same curve
     assert run.report["summary"]["max_drawdown"] == p["max_drawdown"]
+
+
+# -- 4. trade and order-traffic figures from the log (issue #21) ------------------------------
+def test_profit_factors_and_order_actions_from_the_log(run: Run) -> None:
+    """Gross profit / loss are the round trips' gross PnL (before fees and funding), the net
+    ones their net PnL; order actions are the requests sent, per fill."""
+    trades = [e for e in run.events if e["event"] == "TRADE_CLOSED"]
+    assert trades
+    for scope, rep in [("portfolio", run.report["portfolio"]),
+                       *[(s, run.report["symbols"][s]) for s in SYMBOLS]]:
+        mine = [t for t in trades if scope == "portfolio" or t["symbol"] == scope]
+        gross = [D(t["gross_pnl"]) for t in mine]
+        net = [D(t["net_pnl"]) for t in mine]
+        tr = rep["trades"]
+        assert cents(D(tr["gross_profit"]), sum((g for g in gross if g > 0), Decimal(0))), scope
+        assert cents(D(tr["gross_loss"]), -sum((g for g in gross if g < 0), Decimal(0))), scope
+        assert cents(D(tr["net_profit"]), sum((x for x in net if x > 0), Decimal(0))), scope
+        assert cents(D(tr["net_loss"]), -sum((x for x in net if x < 0), Decimal(0))), scope
+        if D(tr["net_loss"]) > 0:
+            assert tr["net_profit_factor"] == pytest.approx(
+                float(D(tr["net_profit"]) / D(tr["net_loss"])), rel=1e-9)
+        # fees come out of gross: the gross figures are the larger profit factor
+        if tr["gross_profit_factor"] is not None and tr["net_profit_factor"] is not None:
+            assert tr["gross_profit_factor"] >= tr["net_profit_factor"]
+
+        def count(kind: str, scope: str = scope) -> int:
+            return sum(1 for e in run.events if e["event"] == kind
+                       and (scope == "portfolio" or e.get("symbol") == scope))
+
+        actions = (count("ORDER_PLACED") + count("ORDER_MODIFY_REQUESTED")
+                   + count("ORDER_CANCEL_REQUESTED"))
+        assert actions > 0
+        assert rep["order_actions"] == actions, scope
+        assert rep["modify_requests"] == count("ORDER_MODIFY_REQUESTED"), scope
+        assert rep["cancel_requests"] == count("ORDER_CANCEL_REQUESTED"), scope
+        assert rep["actions_per_fill"] == pytest.approx(actions / count("ORDER_FILLED")), scope
