@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import os
 import re
 import signal
@@ -25,11 +26,17 @@ from exchange_sim.config import SimConfig
 
 
 def _speed(s: str) -> float | str:
+    """``--speed``: sim seconds per wall second (finite, >= 0; 0 = paused) or ``max``."""
     if s == "max":
         return "max"
-    v = float(s)
-    if v < 0:
-        raise argparse.ArgumentTypeError("speed must be >= 0 or 'max'")
+    try:
+        v = float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{s!r}: not a number: give sim seconds per wall "
+                                         "second (0 = paused) or 'max'") from None
+    if not math.isfinite(v) or v < 0:
+        raise argparse.ArgumentTypeError(f"{s!r}: must be a finite number >= 0 (0 = paused) "
+                                         "or 'max'")
     return v
 
 
@@ -50,7 +57,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--state", type=Path, default=None,
                         help="persist accounts/orders/clock here and restore from it")
     parser.add_argument("--start", default=None, help="sim start (ISO date/time or epoch ms)")
-    parser.add_argument("--market", choices=("spot", "futures", "both"), default=None)
+    parser.add_argument("--market", choices=("spot", "futures", "both"), default=None,
+                        help="markets to serve (default: the config's markets)")
     parser.add_argument("--interval", default=None, help="replay bar interval (default 5m)")
     parser.add_argument("--seed", type=int, default=None, help="synthetic data seed")
     parser.add_argument("--config", type=Path, default=None,
@@ -144,17 +152,20 @@ def run_from_args(args: argparse.Namespace) -> int:
     try:
         cfg = config_from_args(args)
     except ConfigError as e:
-        print(f"sim: {str(e).splitlines()[0]} {'; '.join(e.errors)}", file=sys.stderr)
+        print(f"gridbot sim: {str(e).splitlines()[0]} {'; '.join(e.errors)}", file=sys.stderr)
         return 2
     except (msgspec.ValidationError, msgspec.DecodeError, ValueError, OSError) as e:
-        print(f"sim: bad configuration: {e}", file=sys.stderr)
+        print(f"gridbot sim: bad configuration: {e}", file=sys.stderr)
         return 2
     from exchange_sim.marketdata import DataError
 
     try:
         return asyncio.run(_serve(cfg, getattr(args, "urls_file", None)))
-    except (ValueError, OSError, DataError) as e:
-        print(f"sim: cannot start: {e}", file=sys.stderr)
+    except (ValueError, DataError) as e:  # what to replay does not exist: bad input
+        print(f"gridbot sim: cannot start: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # e.g. the port is taken
+        print(f"gridbot sim: cannot start: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 0

@@ -76,10 +76,10 @@ def test_a_bad_bot_config_is_one_line_and_exit_2(tmp_path: Path, content: str,
     bad.write_text(content)
     assert run_from_args(_args("--config", str(bad))) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and err.startswith("sim: ") and str(bad) in err
+    assert len(err.splitlines()) == 1 and err.startswith("gridbot sim: ") and str(bad) in err
 
 
-def test_unusable_data_or_start_is_one_line_and_exit_1(tmp_path: Path,
+def test_unusable_data_or_start_is_one_line_and_exit_2(tmp_path: Path,
                                                        capsys: pytest.CaptureFixture[str]
                                                        ) -> None:
     f = tmp_path / "BTCUSDT-5m-20250101-20250101.csv"
@@ -90,7 +90,7 @@ def test_unusable_data_or_start_is_one_line_and_exit_1(tmp_path: Path,
              "start 2030-01-01T00:00:00Z is after the last bar (the data ends at "
              "2025-01-01T00:15:00Z)"),
             (["--data", str(tmp_path / "nowhere")], "does not exist")):
-        assert run_from_args(_args("--speed", "0", *argv)) == 1
+        assert run_from_args(_args("--speed", "0", *argv)) == 2
         err = capsys.readouterr().err.strip()
-        assert len(err.splitlines()) == 1 and err.startswith("sim: cannot start: ")
+        assert len(err.splitlines()) == 1 and err.startswith("gridbot sim: cannot start: ")
         assert says in err
