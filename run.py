@@ -154,7 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=ca.duration, default=None,
                    help="stop after this much sim time, e.g. 6h, 90m, 2d")
     p.add_argument("--speed", type=ca.speed, default=None,
-                   help="embedded exchange replay speed (sim seconds per second > 0, or 'max')")
+                   help="embedded exchange replay speed: sim seconds per wall second (> 0; default: the "
+                        "config's sim.speed)")
     p.add_argument("--sim-urls", type=ca.path, default=None, metavar="FILE",
                    help="trade on an already running embedded exchange (file written by "
                         "'sim --urls-file')")

@@ -49,7 +49,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="replay a synthetic scenario instead (gbm, pump5, crash12, chop, ...)")
     parser.add_argument("--symbols", nargs="+", default=None, help="e.g. BTCUSDT ETHUSDT")
     parser.add_argument("--speed", type=_speed, default=None,
-                        help="sim seconds per wall second; 0 = paused; 'max' (default 1)")
+                        help="sim seconds per wall second; 0 = paused; 'max' (default: the config's "
+                             "sim.speed, 60)")
     parser.add_argument("--port", type=int, default=None, help="TCP port (0 = any free one)")
     parser.add_argument("--host", default=None, help="bind address (default 127.0.0.1)")
     parser.add_argument("--urls-file", type=Path, default=None,

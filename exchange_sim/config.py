@@ -80,7 +80,7 @@ class SimConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     """Bars before the start that are already history (served by REST klines)."""
     synthetic_bars: int = 20000
     seed: int = 0
-    speed: float | Literal["max"] = 1.0
+    speed: float | Literal["max"] = 60.0
     """Sim seconds per wall second; 0 = paused (advance via POST /_sim/advance); "max"."""
     funding_rate_default: Decimal = Decimal("0.0001")
     """Funding rate applied every ``funding_interval_h`` when no funding data is loaded."""

@@ -26,7 +26,6 @@ from models.enums import Venue
 
 SIM_URLS_FILE = "sim_urls.json"
 SIM_STATE_FILE = "exchange_sim.json"
-DEFAULT_BOT_SPEED = 60.0
 
 
 def replay_for_bot(cfg: Config) -> dict[str, Any]:
@@ -49,9 +48,7 @@ def sim_config_for_bot(cfg: Config, args: argparse.Namespace | None, state_dir: 
     speed: Any = cfg.sim.speed
     arg_speed = getattr(args, "speed", None) if args is not None else None
     if arg_speed is not None:
-        speed = "max" if str(arg_speed) == "max" else float(arg_speed)
-    elif speed == 1.0:
-        speed = DEFAULT_BOT_SPEED
+        speed = float(arg_speed)
     over: dict[str, Any] = {
         **replay_for_bot(cfg), "speed": speed,
         "state_file": cfg.sim.state_file or str(state_dir / SIM_STATE_FILE),
@@ -106,6 +103,10 @@ class _EmbeddedVenue:
         self._srv.stop()
         self._urls_path.unlink(missing_ok=True)
         log_event("SIM_STOPPED", "embedded exchange stopped (state saved)")
+
+    def sim_now_ms(self) -> int:
+        """The replay's current sim time (ms)."""
+        return int(self._srv.clock.now_ms())
 
     def sim_time_at(self, epoch_s: float) -> int:
         """Sim time (ms) at the recent wall time ``epoch_s`` (the current sim time when the

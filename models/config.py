@@ -208,9 +208,39 @@ def _positive(obj: Any, path: str, names: tuple[str, ...]) -> list[str]:
             if not _is_finite(getattr(obj, n)) or getattr(obj, n) <= 0]
 
 
+def validate_sim(sim: SimConfig, venue: Venue, path: str = "$.sim") -> list[str]:
+    """The embedded exchange's settings as the bot uses them (``venue: sim``)."""
+    errs: list[str] = []
+    sp = sim.speed
+    if venue is Venue.SIM:
+        if sp == "max" or not _is_finite(sp) or sp <= 0:
+            errs.append(f"{path}.speed: {sp!r}: the bot's embedded exchange needs a finite speed "
+                        "> 0 (sim seconds per wall second; 'max' and 0 are for the standalone "
+                        "sim)")
+    elif sp != "max" and (not _is_finite(sp) or sp < 0):
+        errs.append(f"{path}.speed: must be >= 0 or 'max'")
+    for n in ("spot_maker_fee", "spot_taker_fee", "futures_maker_fee", "futures_taker_fee"):
+        v = getattr(sim, n)
+        if not v.is_finite() or not 0 <= v < 1:
+            errs.append(f"{path}.{n}: must be in [0, 1) (a fraction: 0.0002 = 0.02 %)")
+    bps = sim.market_slippage_bps
+    if not bps.is_finite() or not 0 <= bps <= 1000:
+        errs.append(f"{path}.market_slippage_bps: must be in [0, 1000]")
+    for n in ("spot_balances", "futures_balances"):
+        for asset, amt in getattr(sim, n).items():
+            if not amt.is_finite() or amt < 0:
+                errs.append(f"{path}.{n}.{asset}: must be >= 0")
+    if not 0 <= sim.port <= 65535:
+        errs.append(f"{path}.port: must be in [0, 65535]")
+    if sim.max_volume_share is not None and not 0 < sim.max_volume_share <= 1:
+        errs.append(f"{path}.max_volume_share: must be in (0, 1] or null")
+    return errs
+
+
 def validate_config(cfg: Config) -> list[str]:
     """Every semantic error of a typed config."""
     errs = validate_portfolio(cfg.portfolio, cfg.venue)
+    errs += validate_sim(cfg.sim, cfg.venue)
     errs += cfg.strategy.validate("$.strategy")
     errs += cfg.risk.validate("$.risk")
     g = cfg.gateway

@@ -46,24 +46,29 @@ def parse_duration(text: str) -> float:
     return float(m.group(1)) * _UNITS[m.group(2)]
 
 
-def parse_speed(text: str | float) -> float | str:
-    """Replay speed of the bot's embedded exchange: sim seconds per wall second (> 0) or
-    ``'max'``."""
+def parse_speed(text: str | float) -> float:
+    """Replay speed of the bot's embedded exchange: sim seconds per wall second (> 0).
+
+    ``max`` is refused for the bot: the embedded exchange then releases bars without waiting,
+    faster than the actors can trade them (it is for the standalone ``sim``; a replay as fast as
+    possible through the bot's actors is ``backtest``)."""
     if isinstance(text, str) and text.strip().lower() == "max":
-        return "max"
+        raise ValueError("'max': the embedded exchange would replay faster than the bot can "
+                         "trade; give a number (e.g. 600), or use 'backtest' for a replay as "
+                         "fast as possible")
     try:
         v = float(text)
     except (TypeError, ValueError):
         raise ValueError(f"{text!r} is not a number: expected sim seconds per second "
-                         "(> 0, e.g. 60) or 'max'") from None
+                         "(> 0, e.g. 60)") from None
     if not math.isfinite(v) or v <= 0:
-        raise ValueError(f"{text!r}: must be a finite number > 0 or 'max'")
+        raise ValueError(f"{text!r}: must be a finite number > 0")
     return v
 
 
 # -- argparse type= validators ---------------------------------------------------------------
-def speed(text: str) -> float | str:
-    """``--speed`` of ``run``: a number > 0 or ``max``."""
+def speed(text: str) -> float:
+    """``--speed`` of ``run``: a number > 0."""
     try:
         return parse_speed(text)
     except ValueError as e:

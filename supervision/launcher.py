@@ -51,20 +51,20 @@ VENUE_HOOK = "exchange_sim.embedded:start_for_bot"
 
 # -- small pure helpers ---------------------------------------------------------------------------
 def duration_wall_seconds(duration: str | None, speed: str | float | None) -> float | None:
-    """Wall-clock seconds for ``--duration`` at ``--speed`` (None: run until stopped).
-
-    Hook: with ``speed='max'`` sim time is decoupled from wall time; until the gateway reports
-    sim time, the duration is then used as a wall-clock bound.
-    """
+    """Wall-clock seconds for ``--duration`` at ``--speed`` (None: run until stopped; no
+    speed: wall time). On the bot's embedded exchange ``run_bot`` measures the duration on the
+    exchange's own clock instead."""
     if not duration:
         return None
     secs = parse_duration(duration)
+    if speed in (None, ""):
+        return secs
     try:
-        factor = "max" if speed in (None, "") else parse_speed(speed)
+        factor = parse_speed(speed)
     except ValueError:
         raise ValueError(f"--duration {duration} cannot be timed at replay speed {speed!r} "
-                         "(needs a speed > 0 or 'max')") from None
-    return secs if factor == "max" else secs / float(factor)
+                         "(needs a speed > 0)") from None
+    return secs / factor
 
 
 def read_bot_file(state_dir: Path) -> dict[str, Any] | None:
@@ -385,7 +385,13 @@ def run_bot(args: argparse.Namespace) -> int:
                   weights=dict(cfg.portfolio.weights),
                   markets={k: v.value for k, v in cfg.portfolio.markets.items()},
                   leverage_cap=cfg.portfolio.leverage_cap, strategy=cfg.strategy.kind)
-        code = _run_until_stopped(asys, root, cfg, state_dir, sigs, wall_limit)
+        sim_now = getattr(venue_stop, "sim_now_ms", None)
+        sim_limit: tuple[Callable[[], int], int, int] | None = None
+        if sim_now is not None and getattr(args, "duration", None):
+            # the embedded exchange's own clock measures --duration (at any speed, 'max' too)
+            sim_limit = (sim_now, sim_now(), int(parse_duration(args.duration) * 1000))
+            wall_limit = None
+        code = _run_until_stopped(asys, root, cfg, state_dir, sigs, wall_limit, sim_limit)
     finally:
         leftovers = shutdown_actor_system(asys, sid)
         if leftovers:
@@ -409,8 +415,11 @@ def _requested_mode(state_dir: Path, default: str) -> str:
 
 
 def _run_until_stopped(asys: Any, root: Any, cfg: Config, state_dir: Path, sigs: _Signals,
-                       wall_limit: float | None) -> int:
-    """Main loop: watch signals, the duration and the root; then the graceful stop."""
+                       wall_limit: float | None,
+                       sim_limit: tuple[Callable[[], int], int, int] | None = None) -> int:
+    """Main loop: watch signals, the duration (``wall_limit`` seconds of wall time, or
+    ``sim_limit`` = (sim clock in ms, its value at the start, duration in ms)) and the root;
+    then the graceful stop."""
     from supervision.logs import log_event
 
     t0 = time.monotonic()
@@ -422,6 +431,10 @@ def _run_until_stopped(asys: Any, root: Any, cfg: Config, state_dir: Path, sigs:
         now = time.monotonic()
         if wall_limit is not None and now - t0 >= wall_limit:
             log_event("DURATION_REACHED", f"--duration reached after {now - t0:.1f}s")
+            break
+        if sim_limit is not None and sim_limit[0]() - sim_limit[1] >= sim_limit[2]:
+            log_event("DURATION_REACHED", f"--duration reached: {sim_limit[2] / 3.6e6:g} h of "
+                      f"sim time in {now - t0:.1f}s", sim_ms=sim_limit[2])
             break
         if now >= next_ping:
             next_ping = now + 5.0

@@ -99,6 +99,8 @@ CASES: list[tuple[list[str], int, str]] = [
     (["run", "--speed", "0"], 2, "--speed '0': must be"),
     (["run", "--speed", "fast"], 2, "--speed 'fast' is not a number"),
     (["run", "--speed", "nan"], 2, "--speed 'nan'"),
+    (["run", "--speed", "max"], 2, "--speed 'max': the embedded exchange would replay faster "
+                                   "than the bot can trade"),
     (["run", "--duration", "abc"], 2, "--duration 'abc' is not a duration"),
     (["run", "--duration", "-1h"], 2, "--duration '-1h' is not a duration"),
     (["run", "--duration", "0"], 2, "--duration '0': must be > 0"),

@@ -39,7 +39,7 @@ def test_defaults_are_the_bot_defaults() -> None:
     assert cfg.symbols == ("BTCUSDT", "ETHUSDT", "SOLUSDT") == tuple(bot.portfolio.symbols)
     assert cfg.market == "futures" and cfg.interval == "5m"
     assert cfg.warmup_bars == replay_for_bot(bot)["warmup_bars"] > 288  # a day of 5m bars
-    assert cfg.speed == 1.0 and cfg.state_file is None  # standalone: real time, no state
+    assert cfg.speed == 60.0 and cfg.state_file is None  # the config's speed, no state
 
 
 def test_another_bot_config_and_overrides(tmp_path: Path) -> None:

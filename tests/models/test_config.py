@@ -236,3 +236,29 @@ def test_cli_config_check_missing_file(tmp_path: Path) -> None:
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.strip() == (f"gridbot config check: cannot read {tmp_path / 'nope.json'}: "
                                    "No such file or directory")
+
+
+@pytest.mark.parametrize("sim, says", [
+    ({"speed": "max"}, "$.sim.speed: 'max': the bot's embedded exchange needs a finite speed"),
+    ({"speed": 0}, "$.sim.speed: 0"),
+    ({"futures_maker_fee": "1.5", "spot_taker_fee": "-0.001"},
+     "$.sim.futures_maker_fee: must be in [0, 1)"),
+    ({"futures_balances": {"USDT": "-5"}}, "$.sim.futures_balances.USDT: must be >= 0"),
+    ({"port": 70000}, "$.sim.port: must be in [0, 65535]"),
+    ({"market_slippage_bps": "5000"}, "$.sim.market_slippage_bps: must be in [0, 1000]"),
+    ({"max_volume_share": 0}, "$.sim.max_volume_share: must be in (0, 1] or null"),
+])
+def test_sim_section_is_checked(sim: dict, says: str) -> None:
+    doc = _default()
+    doc["sim"].update(sim)
+    errs = _errors(doc)
+    assert any(e.startswith(says) for e in errs), errs
+
+
+def test_sim_speed_max_is_fine_off_the_sim_venue() -> None:
+    from exchange_sim.config import SimConfig
+    from models.config import validate_sim
+
+    assert validate_sim(SimConfig(speed="max"), Venue.TESTNET) == []
+    assert validate_sim(SimConfig(speed=0), Venue.TESTNET) == []
+    assert validate_sim(SimConfig(speed=60.0), Venue.SIM) == []

@@ -12,13 +12,12 @@ import pytest
 from supervision import cli_args as ca
 
 
-@pytest.mark.parametrize("text, value", [("60", 60.0), ("0.5", 0.5), ("max", "max"),
-                                         ("MAX", "max"), (" 2 ", 2.0)])
+@pytest.mark.parametrize("text, value", [("60", 60.0), ("0.5", 0.5), (" 2 ", 2.0)])
 def test_speed_ok(text: str, value: object) -> None:
     assert ca.speed(text) == value
 
 
-@pytest.mark.parametrize("text", ["0", "-3", "fast", "nan", "inf", "", "1e999"])
+@pytest.mark.parametrize("text", ["0", "-3", "fast", "nan", "inf", "", "1e999", "max"])
 def test_speed_rejected_naming_the_value(text: str) -> None:
     with pytest.raises(argparse.ArgumentTypeError, match=re.escape(repr(text))):
         ca.speed(text)
@@ -28,7 +27,8 @@ def test_parse_speed_is_the_one_rule() -> None:
     from supervision import launcher
 
     assert launcher.duration_wall_seconds("6h", "60") == 360.0
-    assert launcher.duration_wall_seconds("1h", "max") == 3600.0
+    with pytest.raises(ValueError, match="replay speed 'max'"):
+        launcher.duration_wall_seconds("1h", "max")
     assert launcher.duration_wall_seconds("1h", None) == 3600.0
     with pytest.raises(ValueError, match="replay speed 0"):
         launcher.duration_wall_seconds("1h", 0)

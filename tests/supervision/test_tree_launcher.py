@@ -225,7 +225,7 @@ def test_duration_parsing_and_speed_scaling() -> None:
         launcher.parse_duration("soon")
     assert launcher.duration_wall_seconds("6h", "60") == 360.0
     assert launcher.duration_wall_seconds(None, "60") is None
-    assert launcher.duration_wall_seconds("1h", "max") == 3600.0  # hook: sim time not wired yet
+    assert launcher.duration_wall_seconds("1h", None) == 3600.0  # no speed: wall time
 
 
 def test_bot_file_is_written_atomically_and_removed_only_by_its_owner(tmp_path: Path) -> None:
@@ -248,3 +248,31 @@ def test_duration_stops_the_bot_by_itself(tmp_path: Path) -> None:
     assert '"DURATION_REACHED"' in (tmp_path / "logs" / "gridbot.jsonl").read_text()
     assert (state / "ctl" / "BTCUSDT.order.stop.flatten").exists()
     assert not (state / launcher.BOT_FILE).exists()
+
+
+def test_duration_on_the_sim_clock_stops_the_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """--duration on the embedded exchange counts the exchange's clock, not wall time."""
+    from models.config import Config
+    from models.messages import TradingStopped
+
+    class FakeSystem:
+        def tell(self, addr: object, msg: object) -> None:
+            pass
+
+        def listen(self, timeout: float) -> object:
+            return TradingStopped()
+
+    sim = {"ms": 1_000}
+
+    def clock() -> int:
+        sim["ms"] += 600_000  # ten sim minutes per look
+        return sim["ms"]
+
+    logged: list[str] = []
+    monkeypatch.setattr("supervision.logs.log_event", lambda ev, *a, **k: logged.append(ev))
+    t0 = time.monotonic()
+    code = launcher._run_until_stopped(FakeSystem(), None, Config(), Path("/nonexistent"),
+                                       launcher._Signals(), None, (clock, 1_000, 3_600_000))
+    assert code == 0 and "DURATION_REACHED" in logged
+    assert 6 * 600_000 <= sim["ms"] - 1_000 <= 8 * 600_000  # stopped after an hour of sim time
+    assert time.monotonic() - t0 < 5.0
