@@ -22,7 +22,6 @@ def test_sim_config_follows_the_bot_config(tmp_path: Path) -> None:
     assert s.market == "futures" and s.interval == "5m" and s.speed == 60.0
     assert s.warmup_bars * 5 >= cfg.strategy.warmup_minutes
     assert s.state_file == str(tmp_path / "exchange_sim.json")
-    assert sim_config_for_bot(cfg, argparse.Namespace(speed="max"), tmp_path).speed == "max"
     assert sim_config_for_bot(cfg, argparse.Namespace(speed="600"), tmp_path).speed == 600.0
     mixed = Config(portfolio=PortfolioConfig(markets={"BTCUSDT": Market.SPOT,
                                                       "ETHUSDT": Market.FUTURES,
