@@ -17,8 +17,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
-from supervision import cli_args as ca
-from supervision.cli_args import EXIT_BAD_INPUT, EXIT_FAIL, EXIT_OK, CliError
+from infra import cli_args as ca
+from infra.cli_args import EXIT_BAD_INPUT, EXIT_FAIL, EXIT_OK, CliError
 
 SUBCOMMANDS = ("run", "status", "stop", "resume", "sim", "backtest", "report", "acceptance",
                "config")
@@ -89,8 +89,8 @@ def _lazy(module: str, func: str) -> Callable[[argparse.Namespace], int]:
 # -- handlers that only exist here --------------------------------------------------------------
 def cmd_config_check(args: argparse.Namespace) -> int:
     """``config check FILE``: print ``ok`` or every error with its JSON path; exit 2 on errors."""
+    from infra.config_io import ConfigFileError, load_config
     from models.config import ConfigError
-    from supervision.config_io import ConfigFileError, load_config
 
     try:
         load_config(args.file)
@@ -124,7 +124,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     """``report``: refuse an ``--out`` that is a file before reading the log."""
     ca.check_output_dir(args.out, "--out")
-    return _lazy("supervision.report", "report_command")(args)
+    return _lazy("report.build", "report_command")(args)
 
 
 # -- the parser -----------------------------------------------------------------------------------
@@ -226,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write actor snapshots as live does (about 4x slower)")
     g.add_argument("--no-persist", action="store_true",
                    help="skip actor snapshot writes (the default)")
-    p.set_defaults(handler=_lazy("supervision.backtest", "backtest_command"))
+    p.set_defaults(handler=_lazy("backtest.driver", "backtest_command"))
 
     p = sub.add_parser("report", help="build the performance report from a JSON log")
     p.add_argument("logfile", type=ca.path, metavar="LOG",
@@ -242,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="config file (default: conf/default.json)")
     p.add_argument("--stable-seconds", type=ca.positive_seconds, default=None, metavar="S",
                    help="how long the streams must stay up (default 45 on sim, 3600 on testnet)")
-    p.set_defaults(handler=_lazy("supervision.acceptance", "acceptance_command"))
+    p.set_defaults(handler=_lazy("acceptance.checks", "acceptance_command"))
 
     p = sub.add_parser("config", help="configuration tools")
     csub = p.add_subparsers(dest="config_command", metavar="ACTION", required=True)

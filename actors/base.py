@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 
 from thespian.actors import ActorAddress, ActorExitRequest, ActorTypeDispatcher
 
+from infra.store import StateStore
 from models.config import Config, config_from_json
 from models.messages import (
     ActorReady,
@@ -37,7 +38,6 @@ from models.messages import (
     StatusRequested,
     Wire,
 )
-from supervision.store import StateStore
 
 SNAPSHOT_VERSION = 1
 
@@ -90,7 +90,7 @@ class GridActor(ActorTypeDispatcher):
         self.restart_count = msg.restart_count
         self.config = config_from_json(msg.config_json)
         if self.multiprocess:
-            from supervision.logs import configure_actor_logging
+            from infra.logs import configure_actor_logging
 
             configure_actor_logging(self.config.logging.level)
         self.store = self.open_store(Path(msg.state_dir))

@@ -58,7 +58,7 @@ REORDER_TOKEN = "gateway-reorder"
 def resolve_venue(cfg: Any, state_dir: Path) -> tuple[Any, str, str]:
     """Endpoints and credentials for the configured venue (sim: the URL file in state_dir)."""
     from actors.venue_client import VenueEndpoints
-    from supervision.config_io import load_credentials
+    from infra.config_io import load_credentials
 
     if cfg.venue is Venue.SIM:
         path = state_dir / SIM_URLS_FILE
@@ -119,8 +119,8 @@ class GatewayActor(GridActor):
 
     def _boot_until_up(self) -> None:
         """Boot, retrying with backoff while the exchange is unreachable (worker thread)."""
+        from infra.logs import log_event
         from models.backoff import Backoff
-        from supervision.logs import log_event
 
         assert self.config is not None
         g = self.config.gateway
@@ -162,7 +162,7 @@ class GatewayActor(GridActor):
         # serve the OMS's reconciliation only once the user stream is subscribed, so no fill
         # can fall between the REST snapshot and the first live event
         if not self._streams.wait_connected(max(10.0, g.heartbeat_timeout_s)):
-            from supervision.logs import log_event
+            from infra.logs import log_event
 
             log_event("STREAMS_NOT_CONNECTED", "streams not up yet; reconciling anyway (the "
                       "first reconnect repairs the gap)", level="WARNING", symbol=self.symbol)
@@ -226,7 +226,7 @@ class GatewayActor(GridActor):
             self._release()
 
     def _route(self, ev: m.Message) -> None:
-        from supervision.logs import log_event
+        from infra.logs import log_event
 
         if isinstance(ev, m.Reconnected):
             log_event("RECONNECTED", symbol=self.symbol, gap_ms=ev.gap_ms,
@@ -243,7 +243,7 @@ class GatewayActor(GridActor):
         try:
             fn(*args)
         except Exception as e:  # noqa: BLE001 - reported, and the supervisor sees the state
-            from supervision.logs import log_event
+            from infra.logs import log_event
 
             log_event("GATEWAY_ERROR", f"{type(e).__name__}: {e}", level="ERROR",
                       symbol=self.symbol)

@@ -48,7 +48,7 @@ INTERVAL_MS: dict[str, int] = {
 
 def _log(event: str, msg: str = "", level: str = "WARNING", **ctx: Any) -> None:
     try:
-        from supervision.logs import log_event
+        from infra.logs import log_event
 
         log_event(event, msg, level=level, **ctx)
     except Exception:  # noqa: BLE001 - logging must never break the worker

@@ -68,7 +68,7 @@ class OrderActor(GridActor):
         assert self.core is not None and self.store is not None
         if fx.changed or fx.outbox or fx.fills or fx.done_refs:
             self.persist_with(fx)
-        from supervision.logs import log_event
+        from infra.logs import log_event
 
         for event, level, ctx in fx.logs:
             log_event(event, level=level, symbol=self.symbol, **ctx)
@@ -87,7 +87,7 @@ class OrderActor(GridActor):
         assert self.core is not None
         if self.stop_to is not None and not self.stop_acked and self.core.stopped():
             self.stop_acked = True
-            from supervision.logs import log_event
+            from infra.logs import log_event
 
             log_event("TRADING_STOPPED", symbol=self.symbol, mode=self.core.stopping,
                       position_qty=self.core.position_qty)

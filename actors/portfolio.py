@@ -14,7 +14,7 @@ from typing import Any
 from thespian.actors import ActorAddress, WakeupMessage
 
 from actors.base import GridActor
-from actors.clock import now_ms, now_ns
+from infra.clock import now_ms, now_ns
 from models import messages as m
 from models.portfolio_service import (
     REPLY,
@@ -68,7 +68,7 @@ class PortfolioActor(GridActor):
         if fx.changed:
             self.persist()
         if fx.logs:
-            from supervision.logs import log_event
+            from infra.logs import log_event
 
             for event, level, ctx in fx.logs:
                 ctx = dict(ctx)

@@ -1,7 +1,7 @@
 """Risk actor (one per symbol): receive → ``models.risk_service.SymbolRiskCore`` → persist →
 log → send.
 
-Every decision lives in the pure core; this shell only supplies the time (``actors.clock``),
+Every decision lives in the pure core; this shell only supplies the time (``infra.clock``),
 whether a portfolio peer is known (fail closed otherwise), the fail-closed timers
 (``wakeupAfter``; thespian timers cannot be cancelled, so a fired timer for an already answered
 reservation does nothing) and persistence (snapshot before any message leaves).
@@ -14,7 +14,7 @@ from typing import Any
 from thespian.actors import ActorAddress, WakeupMessage
 
 from actors.base import GridActor
-from actors.clock import now_ns
+from infra.clock import now_ns
 from models import messages as m
 from models.risk_service import (
     MISMATCH_GRACE_NS,
@@ -75,7 +75,7 @@ class RiskActor(GridActor):
         if fx.changed:
             self.persist()
         if fx.logs:
-            from supervision.logs import log_event
+            from infra.logs import log_event
 
             for event, level, ctx in fx.logs:
                 log_event(event, level=level, symbol=self.symbol, **ctx)

@@ -51,7 +51,7 @@ from typing import Any
 import aiohttp
 import msgspec
 
-from actors.clock import now_ms, now_ns
+from infra.clock import now_ms, now_ns
 from models import messages as m
 from models.backoff import Backoff
 from models.enums import Market
@@ -684,7 +684,7 @@ class StreamManager:
 
 def _log(event: str, msg: str, **ctx: Any) -> None:
     try:
-        from supervision.logs import log_event
+        from infra.logs import log_event
 
         log_event(event, msg, level="WARNING", **ctx)
     except Exception:  # noqa: BLE001 - logging must never break the stream thread

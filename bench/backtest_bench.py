@@ -13,10 +13,10 @@ import json
 import sys
 from pathlib import Path
 
+from backtest.driver import BacktestOptions, backtest_config, run_backtest
 from exchange_sim import marketdata as md
+from infra.config_io import load_config
 from models.enums import Market
-from supervision.backtest import BacktestOptions, backtest_config, run_backtest
-from supervision.config_io import load_config
 
 START = "2025-01-03"
 SYMS3 = ("BTCUSDT", "ETHUSDT", "SOLUSDT")

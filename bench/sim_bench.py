@@ -25,8 +25,8 @@ import urllib.request
 from loguru import logger
 
 from exchange_sim.client import client_classes
-from exchange_sim.config import SimConfig
 from exchange_sim.server import SimServer
+from models.simconfig import SimConfig
 
 
 def _admin(urls, path: str, body: dict | None = None) -> dict:

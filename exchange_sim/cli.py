@@ -22,7 +22,7 @@ from pathlib import Path
 import msgspec
 from loguru import logger
 
-from exchange_sim.config import SimConfig
+from models.simconfig import SimConfig
 
 
 def _speed(s: str) -> float | str:
@@ -73,7 +73,7 @@ def bot_defaults(config: Path | None) -> dict:
     """SimConfig fields from a bot config: its ``sim`` section plus what the bot trades
     (``embedded.replay_for_bot``). Raises ``ConfigError`` for a bad config file."""
     from exchange_sim.embedded import replay_for_bot
-    from supervision.config_io import load_config
+    from infra.config_io import load_config
 
     cfg = load_config(config)
     base = msgspec.to_builtins(cfg.sim)

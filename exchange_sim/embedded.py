@@ -43,7 +43,7 @@ def replay_for_bot(cfg: Config) -> dict[str, Any]:
 
 def sim_config_for_bot(cfg: Config, args: argparse.Namespace | None, state_dir: Path) -> Any:
     """The ``SimConfig`` the bot's embedded exchange runs with (see module doc)."""
-    from exchange_sim.config import SimConfig
+    from models.simconfig import SimConfig
 
     speed: Any = cfg.sim.speed
     arg_speed = getattr(args, "speed", None) if args is not None else None
@@ -66,7 +66,7 @@ def start_for_bot(cfg: Config, args: argparse.Namespace | None,
         return None
     from exchange_sim.replay import iso
     from exchange_sim.server import SimServer
-    from supervision.logs import log_event
+    from infra.logs import log_event
 
     scfg = sim_config_for_bot(cfg, args, state_dir)
     srv = SimServer(scfg)
@@ -98,7 +98,7 @@ class _EmbeddedVenue:
         self._started = time.time()
 
     def __call__(self) -> None:
-        from supervision.logs import log_event
+        from infra.logs import log_event
 
         self._srv.stop()
         self._urls_path.unlink(missing_ok=True)

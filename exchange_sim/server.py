@@ -29,12 +29,12 @@ from loguru import logger
 
 from exchange_sim import formats
 from exchange_sim.auth import ApiError, check_api_key, check_timestamp, verify
-from exchange_sim.config import SimConfig
 from exchange_sim.faults import FaultState
 from exchange_sim.ratelimit import RateLimiter
 from exchange_sim.replay import INTERVALS_MS, Feed, FundingEvent, Replay, SimClock, iso
 from models.enums import Market
 from models.filters import FilterViolation, SymbolFilters
+from models.simconfig import SimConfig
 
 NONE, USER_STREAM, SIGNED = 0, 1, 2
 

@@ -7,7 +7,7 @@ reported; a field that does not decode takes its default for the semantic rules,
 run on the whole config. A semantic error that involves a rejected field is left out (its path
 is at or below that field, or its message names it: a rule comparing two fields names the
 other one, ``"must be < ema_slow"``), so no message is about a value the file does not hold.
-Reading files and environment variables happens in ``supervision.config_io``; this module
+Reading files and environment variables happens in ``infra.config_io``; this module
 stays pure.
 
 API keys are never part of the config: they come from ``BINANCE_API_KEY`` /
@@ -23,9 +23,9 @@ from typing import Any, Literal, get_args, get_origin
 
 import msgspec
 
-from exchange_sim.config import SimConfig
 from models.enums import Market, Venue
 from models.risk import RiskParams
+from models.simconfig import SimConfig
 from models.strategy.params import StrategyParams
 
 #: Symbols the embedded exchange lists with real filters (any USDT pair is allowed on live/testnet).

@@ -743,7 +743,7 @@ def decode_msgpack(data: bytes) -> Message:
 
 
 # --------------------------------------------------------------------------------------------
-# Backtest (driver -> in-process backtest gateway; see supervision/backtest.py)
+# Backtest (driver -> in-process backtest gateway; see backtest/driver.py)
 # --------------------------------------------------------------------------------------------
 class BacktestAttach(Message, frozen=True, kw_only=True):
     """Bind a backtest gateway to the in-process venue registered under ``venue_id``."""

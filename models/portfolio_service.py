@@ -1,7 +1,7 @@
 """The portfolio service core: equity, drawdown brake, global leverage cap, trading state.
 
 Pure (no thespian, no I/O, no clock): the portfolio actor passes every message with ``now_ms``
-(``actors.clock``), persists when ``changed`` is set, then logs and sends. One instance per
+(``infra.clock``), persists when ``changed`` is set, then logs and sends. One instance per
 bot; it handles messages one at a time, so requests from several symbols can never together
 exceed the cap (``models.portfolio.ReservationBook`` decides every reservation).
 

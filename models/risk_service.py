@@ -1,7 +1,7 @@
 """The risk service core of one symbol: pre-trade checks, reservations, PnL, halt/flatten.
 
 Pure (no thespian, no I/O, no clock): the risk actor passes every message in with ``now_ns``
-(from ``actors.clock``), persists the returned state when ``changed`` is set, then logs and
+(from ``infra.clock``), persists the returned state when ``changed`` is set, then logs and
 sends the effects (persist before you act). See docs/RISK.md for the behaviour in prose.
 
 Order flow for one ``PlaceOrder``:

@@ -1,7 +1,7 @@
 """The terminal while the bot runs: one short line per event a person watching needs, and a
 session summary at the stop.
 
-Everything the terminal shows is rendered from records of the JSON log (``supervision.logs``),
+Everything the terminal shows is rendered from records of the JSON log (``infra.logs``),
 so it never says anything the log does not back, and the log keeps the full precision:
 
 * ``render(rec, view)``: the pure rendering of one parsed JSON-log record into one line, or
@@ -11,7 +11,7 @@ so it never says anything the log does not back, and the log keeps the full prec
   per-symbol STATUS (open orders), the sim time of each record, colour (TTY only, NO_COLOR).
 * ``LogFollower``: follows ``gridbot.jsonl`` from the session's start, across rotations.
 * ``SessionConsole``: what ``python run.py run`` uses: a follower thread in the launcher that
-  feeds a ``Console`` and ``SessionTotals`` (the report's accounting, ``supervision.report``,
+  feeds a ``Console`` and ``SessionTotals`` (the report's accounting, ``report.build``,
   over this session's records), and ``print_summary()`` after the graceful stop.
 
 Why the launcher follows the file instead of thespian's logging process printing: the launcher
@@ -896,14 +896,14 @@ _EQUITY_FIELDS = ("event", "level", "symbol", "ts_ms", "ts", "equity", "peak_equ
 
 
 class SessionTotals:
-    """The records of this session the report's accounting needs (``supervision.report``),
+    """The records of this session the report's accounting needs (``report.build``),
     trimmed (EQUITY without its positions), for the summary at the stop. The equity curve
     also takes the portfolio's equity from each PORTFOLIO_STATUS (EQUITY is logged at most
     every 15 minutes and after fills; the status comes every ``status_interval_s``), so the
     session's drawdown is not missed between two EQUITY lines."""
 
     def __init__(self) -> None:
-        from supervision.report import ReportCollector
+        from report.build import ReportCollector
 
         self.collector = ReportCollector()
         self.first_wall: float | None = None
@@ -961,7 +961,7 @@ class SessionSummary:
 def session_summary(totals: SessionTotals, *, quote: str = "USDT",
                     sim_span: tuple[int | None, int | None] = (None, None)) -> SessionSummary:
     """The report's portfolio figures over this session's records."""
-    from supervision.report import ReportError, analyse
+    from report.build import ReportError, analyse
 
     wall = (totals.last_wall - totals.first_wall
             if totals.first_wall is not None and totals.last_wall is not None else None)

@@ -25,10 +25,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from infra.cli_args import parse_duration, parse_speed
 from models.config import Config, ConfigError, config_to_json
 from models.enums import Venue
 from supervision import netsec
-from supervision.cli_args import parse_duration, parse_speed
 from supervision.tree import (
     ROOT_CLASS,
     ROOT_GLOBAL_NAME,
@@ -107,7 +107,7 @@ def bot_is_running(state_dir: Path) -> dict[str, Any] | None:
 
 def check_state_files(state_dir: Path) -> list[str]:
     """Errors for every corrupt state DB in ``state_dir`` (files are opened read-only)."""
-    from supervision.store import CorruptStateError, StateStoreError, check_database_file
+    from infra.store import CorruptStateError, StateStoreError, check_database_file
 
     errors: list[str] = []
     if not state_dir.exists():
@@ -130,7 +130,7 @@ def start_actor_system(admin_port: int, log_dir: Path | None, *, bind_host: str 
     netsec.install(bind_host, allow_remote)
     from thespian.actors import ActorSystem
 
-    from supervision.logs import thespian_log_defs
+    from infra.logs import thespian_log_defs
 
     log_defs: Any = (thespian_log_defs(log_dir, rotation, retention) if log_dir is not None
                      else False)
@@ -305,8 +305,8 @@ def _effective_speed(cfg: Config, args: argparse.Namespace) -> str | float | Non
 
 def run_bot(args: argparse.Namespace) -> int:
     """``python run.py run``: start the supervised bot and run until stopped."""
-    from supervision.config_io import config_error_lines, load_config
-    from supervision.logs import JSON_FILE, add_append_sink, configure_logging, log_event
+    from infra.config_io import config_error_lines, load_config
+    from infra.logs import JSON_FILE, add_append_sink, configure_logging, log_event
 
     try:
         cfg = load_config(getattr(args, "config", None))
@@ -314,7 +314,7 @@ def run_bot(args: argparse.Namespace) -> int:
         for line in config_error_lines(e, getattr(args, "config", None)):
             print(f"gridbot run: {line}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    from supervision.config_io import MissingCredentials, load_credentials
+    from infra.config_io import MissingCredentials, load_credentials
 
     try:
         load_credentials(cfg.venue)  # testnet/live: refuse to start without keys
@@ -420,7 +420,7 @@ def _run_until_stopped(asys: Any, root: Any, cfg: Config, state_dir: Path, sigs:
     """Main loop: watch signals, the duration (``wall_limit`` seconds of wall time, or
     ``sim_limit`` = (sim clock in ms, its value at the start, duration in ms)) and the root;
     then the graceful stop."""
-    from supervision.logs import log_event
+    from infra.logs import log_event
 
     t0 = time.monotonic()
     next_ping = t0 + 5.0

@@ -30,9 +30,9 @@ def _state_dir(args: argparse.Namespace) -> Path:
     error: guessing another directory would report on the wrong bot)."""
     if getattr(args, "state_dir", None):
         return Path(args.state_dir)
+    from infra.cli_args import CliError
+    from infra.config_io import config_error_lines, load_config
     from models.config import ConfigError
-    from supervision.cli_args import CliError
-    from supervision.config_io import config_error_lines, load_config
 
     try:
         return Path(load_config(getattr(args, "config", None)).state_dir)

@@ -89,7 +89,7 @@ def _pack(addr: ActorAddress) -> bytes:
 
 def _log(event: str, msg: str, level: str = "INFO", **ctx: Any) -> None:
     try:
-        from supervision.logs import log_event
+        from infra.logs import log_event
 
         log_event(event, msg, level=level, **ctx)
     except Exception:  # noqa: BLE001 - logging must never break supervision
@@ -188,7 +188,7 @@ class _Supervisor(ActorTypeDispatcher):
 
     def _setup_logging(self) -> None:
         if self.settings.multiprocess:
-            from supervision.logs import configure_actor_logging
+            from infra.logs import configure_actor_logging
 
             configure_actor_logging(self.settings.log_level)
 

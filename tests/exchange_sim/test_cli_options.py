@@ -11,7 +11,7 @@ import pytest
 
 from exchange_sim.cli import add_arguments, config_from_args, run_from_args
 from exchange_sim.embedded import replay_for_bot
-from supervision.config_io import load_config
+from infra.config_io import load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 

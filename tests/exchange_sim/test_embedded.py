@@ -36,7 +36,7 @@ def test_not_started_for_other_venues(tmp_path: Path) -> None:
 
 def test_start_writes_private_urls_file_and_stop_saves_state(tmp_path: Path) -> None:
     from exchange_sim.client import client_classes
-    from exchange_sim.config import SimConfig
+    from models.simconfig import SimConfig
 
     cfg = Config(portfolio=PortfolioConfig(symbols=("BTCUSDT",), weights={"BTCUSDT": 1.0},
                                            markets={"BTCUSDT": Market.FUTURES}),
@@ -68,7 +68,7 @@ def test_bad_speed_is_an_error(tmp_path: Path) -> None:
 def test_sim_time_at_maps_wall_time_through_the_replay_speed(tmp_path: Path) -> None:
     """At speed 600 a record logged 2 s ago happened 20 sim minutes ago; nothing maps to
     before the replay began."""
-    from exchange_sim.config import SimConfig
+    from models.simconfig import SimConfig
 
     cfg = Config(portfolio=PortfolioConfig(symbols=("BTCUSDT",), weights={"BTCUSDT": 1.0},
                                            markets={"BTCUSDT": Market.FUTURES}),

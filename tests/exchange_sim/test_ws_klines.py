@@ -16,9 +16,9 @@ import pytest
 from loguru import logger
 
 from exchange_sim.client import client_classes
-from exchange_sim.config import SimConfig
 from exchange_sim.marketdata import Bars
 from exchange_sim.server import SimServer
+from models.simconfig import SimConfig
 
 M = 60_000
 FIVE = 5 * M

@@ -10,9 +10,9 @@ from decimal import Decimal
 from typing import Any
 
 from exchange_sim.client import client_classes
-from exchange_sim.config import SimConfig
 from exchange_sim.marketdata import Bars
 from exchange_sim.server import SimServer, SimUrls
+from models.simconfig import SimConfig
 
 M = 60_000
 T0 = 1_700_000_000_000 // M * M

@@ -13,15 +13,15 @@ from typing import Any
 import numpy as np
 import pytest
 
-from exchange_sim import marketdata as md
-from models.enums import Market
-from supervision.backtest import (
+from backtest.driver import (
     BacktestError,
     BacktestOptions,
     backtest_config,
     run_backtest,
 )
-from supervision.config_io import load_config
+from exchange_sim import marketdata as md
+from infra.config_io import load_config
+from models.enums import Market
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = md.default_data_dir()
@@ -75,7 +75,7 @@ def test_the_cyclic_gc_is_back_on_after_a_run_and_after_a_failed_one(
         run1: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import gc
 
-    import supervision.backtest as sbt
+    import backtest.driver as sbt
 
     assert gc.isenabled()  # run1 finished: the wrap-up pause is over
 
@@ -233,7 +233,7 @@ def _args(**kw: Any) -> Any:
 
 def test_default_span_is_2025_on_both_markets(tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    from supervision.backtest import options_from_args
+    from backtest.driver import options_from_args
 
     monkeypatch.setenv("HOME", str(tmp_path))
     spans = {}
@@ -252,7 +252,7 @@ def test_default_span_is_2025_on_both_markets(tmp_path: Path,
 
 def test_default_out_dir_is_new_each_time(tmp_path: Path,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    from supervision.backtest import default_out_dir
+    from backtest.driver import default_out_dir
 
     monkeypatch.setenv("HOME", str(tmp_path))
     a = default_out_dir(Market.SPOT, START, END, now=0)

@@ -23,10 +23,10 @@ from typing import Any
 import msgspec
 import pytest
 
+from backtest.driver import BacktestOptions, backtest_config, run_backtest
 from exchange_sim import marketdata as md
+from infra.config_io import load_config
 from models.enums import Market
-from supervision.backtest import BacktestOptions, backtest_config, run_backtest
-from supervision.config_io import load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = md.default_data_dir()
@@ -72,8 +72,8 @@ def _wait_quiet(path: Path, quiet_s: float = 0.6, limit_s: float = 20.0) -> None
 
 
 def test_embedded_exchange_and_backtest_give_the_same_orders_and_fills(tmp_path: Path) -> None:
-    from exchange_sim.config import SimConfig
     from exchange_sim.server import SimServer
+    from models.simconfig import SimConfig
 
     cfg = backtest_config(load_config(None), (SYM,), Market.FUTURES)
     cfg = msgspec.structs.replace(cfg, state_dir=str(tmp_path / "state"),

@@ -23,10 +23,10 @@ from sim_harness import SYM, Sim, flat
 
 from actors import gateway_ops as ops
 from actors.venue_client import VenueClient, VenueEndpoints
+from infra.store import StateStore
 from models import messages as m
 from models.enums import Market, OrderType, Side, TimeInForce
 from models.oms import Effects, OmsCore, OmsState, order_row
-from supervision.store import StateStore
 
 D = Decimal
 QTY = {Market.SPOT: D("0.001"), Market.FUTURES: D("0.003")}

@@ -256,8 +256,8 @@ def test_sim_section_is_checked(sim: dict, says: str) -> None:
 
 
 def test_sim_speed_max_is_fine_off_the_sim_venue() -> None:
-    from exchange_sim.config import SimConfig
     from models.config import validate_sim
+    from models.simconfig import SimConfig
 
     assert validate_sim(SimConfig(speed="max"), Venue.TESTNET) == []
     assert validate_sim(SimConfig(speed=0), Venue.TESTNET) == []

@@ -406,7 +406,7 @@ def _session() -> list[dict[str, Any]]:
 
 
 def test_session_summary_uses_the_reports_accounting() -> None:
-    from supervision.report import analyse
+    from report.build import analyse
 
     totals = con.SessionTotals()
     for r in _session():

@@ -142,7 +142,7 @@ def test_shutdown_persists_and_leaves_no_process(tmp_path: Path) -> None:
         sid = t.sid
         assert len(netsec.session_pids(sid)) >= 7  # admin, logger, root, portfolio, sup, 4 actors
     assert netsec.session_pids(sid) == []
-    from supervision.store import StateStore
+    from infra.store import StateStore
 
     with StateStore(tmp_path / "state" / "BTCUSDT.db") as s:
         assert set(s.snapshot_ages()) == {"gateway", "order", "risk", "strategy"}

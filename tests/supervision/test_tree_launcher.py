@@ -160,7 +160,7 @@ def test_sigint_flattens_persists_and_exits_0(bot: Bot) -> None:
     assert (bot.state / "ctl" / "BTCUSDT.order.stop.flatten").exists()
     assert not (bot.state / launcher.BOT_FILE).exists()
     assert netsec.session_pids(bot.info["session"]) == []
-    from supervision.store import StateStore
+    from infra.store import StateStore
 
     for sym in ("BTCUSDT", "ETHUSDT"):
         with StateStore(bot.state / f"{sym}.db") as s:
@@ -209,7 +209,7 @@ def test_second_sigint_skips_flattening_but_still_persists(tmp_path: Path) -> No
         assert b.wait(timeout=20) == 0  # well before shutdown_timeout_s
         assert (b.state / "ctl" / "BTCUSDT.order.stop.cancel-only").exists()
         assert netsec.session_pids(b.info["session"]) == []
-        from supervision.store import StateStore
+        from infra.store import StateStore
 
         with StateStore(b.state / "BTCUSDT.db") as s:
             assert set(s.snapshot_ages()) == {"gateway", "order", "risk", "strategy"}
@@ -269,7 +269,7 @@ def test_duration_on_the_sim_clock_stops_the_loop(monkeypatch: pytest.MonkeyPatc
         return sim["ms"]
 
     logged: list[str] = []
-    monkeypatch.setattr("supervision.logs.log_event", lambda ev, *a, **k: logged.append(ev))
+    monkeypatch.setattr("infra.logs.log_event", lambda ev, *a, **k: logged.append(ev))
     t0 = time.monotonic()
     code = launcher._run_until_stopped(FakeSystem(), None, Config(), Path("/nonexistent"),
                                        launcher._Signals(), None, (clock, 1_000, 3_600_000))

@@ -4,7 +4,7 @@ Rendering a JSON line costs several times what pickling its raw fields does, and
 logs two to three lines per bar. ``OffloadedJsonLog`` (used by ``DirectJsonLog(offload=True)``)
 batches each record's raw fields (level, event, symbol, event time, wall time, message,
 context) and pipes them, pickled, to a child interpreter running ``main()``, which renders every
-line with the same ``supervision.logs._line`` (same fields, order, masking, redaction), appends
+line with the same ``infra.logs._line`` (same fields, order, masking, redaction), appends
 it to the file, keeps the requested events and feeds the report collector; at ``close()`` the
 child hands back the kept events and the collector.
 
@@ -63,7 +63,7 @@ class OffloadedJsonLog:
         root = str(Path(__file__).resolve().parents[1])
         self._proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
             [sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); "
-             "from supervision.log_writer import main; main()", root],
+             "from infra.log_writer import main; main()", root],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True)
         assert self._proc.stdin is not None and self._proc.stdout is not None
         self._in = self._proc.stdin
@@ -167,7 +167,7 @@ class OffloadedJsonLog:
 
 
 def _child(inp: IO[bytes], out: IO[bytes]) -> None:
-    from supervision import logs
+    from infra import logs
 
     kind, opts = _read_frame(inp)
     assert kind == "init"
@@ -176,7 +176,7 @@ def _child(inp: IO[bytes], out: IO[bytes]) -> None:
     level_no, pid = opts["level_no"], opts["pid"]
     collector = None
     if opts["collector"]:
-        from supervision.report import ReportCollector
+        from report.build import ReportCollector
 
         collector = ReportCollector()
     level = next((k for k, v in logs._LEVEL_NO.items() if v == level_no), "INFO")

@@ -179,16 +179,16 @@ def acceptance_command(args: argparse.Namespace) -> int:
     """Entry point of ``python run.py acceptance``."""
     from actors.streams import StreamManager
     from actors.venue_client import VenueClient, VenueEndpoints
-    from models.backoff import Backoff
-    from models.config import ConfigError
-    from supervision.cli_args import CliError
-    from supervision.config_io import (
+    from infra.cli_args import CliError
+    from infra.config_io import (
         MissingCredentials,
         config_error_lines,
         load_config,
         load_credentials,
     )
-    from supervision.logs import configure_logging
+    from infra.logs import configure_logging
+    from models.backoff import Backoff
+    from models.config import ConfigError
 
     try:
         cfg = load_config(getattr(args, "config", None))
@@ -208,8 +208,8 @@ def acceptance_command(args: argparse.Namespace) -> int:
     admin = None
     try:
         if venue is Venue.SIM:
-            from exchange_sim.config import SimConfig
             from exchange_sim.server import SimServer
+            from models.simconfig import SimConfig
 
             tmp = tempfile.mkdtemp(prefix="gridbot-acceptance-")
             srv = SimServer(SimConfig(symbols=(symbol,), market=market.value, interval="5m",

@@ -15,7 +15,7 @@ API::
 * ``log_path``: the run's ``gridbot.jsonl`` (a directory: every ``gridbot*.jsonl`` in it);
   or pass ``events`` instead: parsed records, or a ``ReportCollector`` fed while the run
   logged (no re-read of the file; same report).
-* ``pool``: a ``ChartPool`` (``supervision.report_charts``) started early draws the charts in
+* ``pool``: a ``ChartPool`` (``report.charts``) started early draws the charts in
   worker processes; without it they are drawn here.
 * ``benchmark_prices``: ``{symbol: [(ts_ms, close), ...]}`` for buy-and-hold; default: the
   ``close`` of the STRATEGY events.
@@ -47,9 +47,9 @@ from typing import Any
 import msgspec
 import numpy as np
 
+from infra.logs import _jsonable
 from models import metrics as mx
-from supervision.logs import _jsonable
-from supervision.report_charts import ChartPool, render_charts
+from report.charts import ChartPool, render_charts
 
 ZERO = Decimal(0)
 EXIT_OK, EXIT_BAD_INPUT = 0, 2
@@ -912,8 +912,8 @@ def build_report(out_dir: str | Path, log_path: str | Path | None = None, *,
 
 # -- html ---------------------------------------------------------------------------------------
 def render_html(report: Mapping[str, Any], images: Mapping[str, bytes]) -> str:
-    """report.html (``supervision.report_html``): self-contained, charts inline."""
-    from supervision.report_html import render_html as _render
+    """report.html (``report.html``): self-contained, charts inline."""
+    from report.html import render_html as _render
 
     return _render(report, images)
 
@@ -947,7 +947,7 @@ def report_command(args: argparse.Namespace) -> int:
     for w in rep["warnings"]:
         print(f"gridbot report: warning: {w}", file=sys.stderr)
     p = rep["portfolio"]
-    from supervision.report_html import fmt_int, fmt_money, fmt_num, fmt_pct
+    from report.html import fmt_int, fmt_money, fmt_num, fmt_pct
 
     quote = str(rep["meta"].get("quote_asset") or "USDT")
     print(f"report written to {args.out}: net PnL {fmt_money(p['pnl']['net'], True)} {quote} "

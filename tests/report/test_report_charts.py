@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from supervision import report_charts as rc
-from supervision.report import analyse, build_report
-from supervision.report_charts import ChartPool, envelope, render_charts
-from tests.supervision.png_check import is_png
+from report import charts as rc
+from report.build import analyse, build_report
+from report.charts import ChartPool, envelope, render_charts
+from tests.report.png_check import is_png
 
 HAVE_MPL = importlib.util.find_spec("matplotlib") is not None
 needs_mpl = pytest.mark.skipif(not HAVE_MPL, reason="matplotlib not installed")

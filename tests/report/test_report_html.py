@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from supervision import report_html as rh
-from supervision.report import build_report
-from tests.supervision.test_report import DAY, T0, _hand_log, _write
+from report import html as rh
+from report.build import build_report
+from tests.report.test_report import DAY, T0, _hand_log, _write
 
 
 @pytest.mark.parametrize(("value", "signed", "text"), [
@@ -112,5 +112,5 @@ def test_charts_and_template_come_with_a_plain_install() -> None:
     assert requires["matplotlib"] == "matplotlib>=3.8,<4"
     assert requires["jinja2"] == "jinja2>=3.1,<4"
     assert "report" in cfg["options.extras_require"]
-    assert cfg["options.package_data"]["supervision"].strip() == "templates/*.j2"
+    assert cfg["options.package_data"]["report"].strip() == "templates/*.j2"
     assert (Path(rh.__file__).parent / "templates" / "report.html.j2").is_file()

@@ -7,11 +7,11 @@ from decimal import Decimal
 
 import pytest
 
-from actors import clock as aclock
-from actors.backtest_gateway import BacktestVenue, SymbolFeed
+from backtest.venue import BacktestVenue, SymbolFeed
 from exchange_sim.engine import Engine
 from exchange_sim.marketdata import Bars
 from exchange_sim.specs import default_specs
+from infra import clock as aclock
 from models import messages as m
 from models.enums import Market, OrderType, Side, TimeInForce
 

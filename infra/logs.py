@@ -1,7 +1,7 @@
 """Logging: loguru, one flat JSON object per line in ``<log_dir>/gridbot.jsonl``.
 
 Every record has ``ts`` (UTC ISO-8601 wall time), ``ts_ms`` (event time: simulated in a
-backtest, see ``actors.clock``), ``level``, ``event`` (ORDER_PLACED, TRADE_CLOSED,
+backtest, see ``infra.clock``), ``level``, ``event`` (ORDER_PLACED, TRADE_CLOSED,
 STATUS, RISK_BLOCKED, …), ``symbol``, ``msg``, ``pid`` and the caller's context fields.
 Human-readable lines on the terminal are rendered from these records by ``supervision.console``
 (``python run.py run`` follows the file; other commands' stderr sink renders each record).
@@ -35,7 +35,7 @@ from typing import Any
 import msgspec
 from loguru import logger
 
-from actors.clock import now_ms
+from infra.clock import now_ms
 
 SECRET_ENV_VARS = ("BINANCE_API_KEY", "BINANCE_API_SECRET")
 _SECRET_KEY_RE = re.compile(r"(secret|api_?key|signature|password|passphrase|token)", re.I)
@@ -155,7 +155,7 @@ def _line(ts: _dt.datetime, level: str, event: str, symbol: str, message: str, p
         "symbol": symbol,
         "msg": message,
         "pid": pid,
-        # event time: the replayed bar time in a backtest, wall time live (actors.clock)
+        # event time: the replayed bar time in a backtest, wall time live (infra.clock)
         "ts_ms": ts_ms or now_ms(),
     }
     if exception is not None:
@@ -280,7 +280,7 @@ class DirectJsonLog:
     one writer and the order of calls. Records at ``level`` or above go to the file; events
     named in ``keep`` (at INFO or above) are also kept in ``kept`` as parsed dicts; every
     record that reaches the file is also given, parsed, to ``collector.add`` (e.g. a
-    ``supervision.report.ReportCollector``, so the report never re-reads the file).
+    ``report.build.ReportCollector``, so the report never re-reads the file).
     Install with ``set_direct_log(obj)``; ``close()`` flushes the file."""
 
     def __init__(self, path: Path | None, *, level: str = "INFO", direct_below: str = "WARNING",
@@ -295,11 +295,11 @@ class DirectJsonLog:
         self._pid = os.getpid()
         self.kept: list[dict[str, Any]] = []
         self.collector = collector
-        #: ``offload``: lines rendered by a child process (``supervision.log_writer``); the
+        #: ``offload``: lines rendered by a child process (``infra.log_writer``); the
         #: kept events and the collector come back from it at ``close()``
         self._off: Any = None
         if offload:
-            from supervision.log_writer import OffloadedJsonLog
+            from infra.log_writer import OffloadedJsonLog
 
             try:
                 self._off = OffloadedJsonLog(

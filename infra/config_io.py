@@ -68,7 +68,7 @@ def load_credentials(venue: Venue, environ: dict[str, str] | None = None) -> Cre
         raise MissingCredentials(
             f"venue {venue.value!r} needs BINANCE_API_KEY and BINANCE_API_SECRET in the "
             "environment (keys are never read from files)")
-    from supervision.logs import register_secret
+    from infra.logs import register_secret
 
     register_secret(key)
     register_secret(secret)

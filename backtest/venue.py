@@ -16,7 +16,7 @@ shared by every symbol, as on the embedded exchange) and the replayed data of ev
 ``SendOrder``/``SendCancel``/``SendModify``/``QueryOrder``/``RequestReconciliation`` and the
 strategy's ``RequestHistory`` with the event types the live gateway emits (routed by
 ``actors.gateway.ROUTES``), and on ``BacktestAdvance(until_ms)`` replays its symbol's bars that
-close by then. The driver (``supervision/backtest.py``) owns the venue and registers it under an
+close by then. The driver (``backtest/driver.py``) owns the venue and registers it under an
 id (``register_venue``); the actor finds it from ``BacktestAttach``.
 
 Event order per fill bar (as the embedded exchange emits them): order/account events of the
@@ -37,7 +37,6 @@ import numpy as np
 from thespian.actors import ActorAddress
 
 from actors.base import GridActor
-from actors.clock import now_ms
 from actors.gateway import ROUTES
 from exchange_sim.engine import (
     AccountEvent,
@@ -48,6 +47,7 @@ from exchange_sim.engine import (
     OrderEvent,
 )
 from exchange_sim.marketdata import Bars
+from infra.clock import now_ms
 from models import messages as m
 from models.enums import Market, OrderType
 from models.filters import SymbolFilters

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 import run
-from supervision.report import ReportError, build_report, read_log
+from report.build import ReportError, build_report, read_log
 
 DAY = 86_400_000
 HOUR = 3_600_000
@@ -293,13 +293,13 @@ def test_drawdown_level_is_not_confused_with_the_log_level(tmp_path: Path) -> No
 
 
 def test_report_reads_what_log_event_writes(tmp_path: Path) -> None:
-    """The real writer (supervision.logs): Decimals as strings, ts_ms from the actor clock."""
+    """The real writer (infra.logs): Decimals as strings, ts_ms from the actor clock."""
     from decimal import Decimal
 
     from loguru import logger
 
-    from actors.clock import SimClock, set_clock
-    from supervision import logs
+    from infra import logs
+    from infra.clock import SimClock, set_clock
 
     clock = SimClock(T0 * 1_000_000)
     path = logs.configure_logging(tmp_path, stderr=False)

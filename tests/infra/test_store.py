@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from supervision.store import (
+from infra.store import (
     SCHEMA_VERSION,
     CorruptStateError,
     SchemaTooNewError,
@@ -32,7 +32,7 @@ def _run_writer(db: Path, kill_between: bool) -> int:
     """Write a snapshot + outbox in a child process; optionally SIGKILL it mid-transaction."""
     code = textwrap.dedent(f"""
         import os, signal
-        from supervision.store import StateStore
+        from infra.store import StateStore
         s = StateStore({str(db)!r})
         def die():
             os.kill(os.getpid(), signal.SIGKILL)

@@ -1,11 +1,11 @@
 """Backtest driver: replay market data through the live strategy, risk, portfolio and order
 actors on thespian's ``simpleSystemBase``, against the in-process venue of
-``actors.backtest_gateway`` (the embedded exchange's matching engine).
+``backtest.venue`` (the embedded exchange's matching engine).
 
 Only the gateway and the clock differ from a live run:
 
 * the gateway role is ``BacktestGatewayActor`` (no I/O);
-* ``actors.clock.SimClock`` is installed and advanced to each bar's close; thespian wakeups
+* ``infra.clock.SimClock`` is installed and advanced to each bar's close; thespian wakeups
   (``wakeupAfter``) are scheduled on that clock instead of the wall clock, so timers (the
   portfolio's throttled EQUITY flush, risk timeouts) fire at the same sim time in every run.
 
@@ -45,8 +45,7 @@ from typing import Any
 
 import msgspec
 
-from actors import clock as aclock
-from actors.backtest_gateway import (
+from backtest.venue import (
     BacktestGatewayActor,
     BacktestVenue,
     SymbolFeed,
@@ -54,6 +53,7 @@ from actors.backtest_gateway import (
     unregister_venue,
 )
 from exchange_sim import marketdata as md
+from infra import clock as aclock
 from models import messages as m
 from models.config import Config, base_interval, config_to_json
 from models.enums import Market
@@ -105,7 +105,7 @@ class BacktestOptions:
     persist: bool = False
     #: initial USDT balance of the account (None: the config's sim balances)
     balance: Decimal | None = None
-    #: render the JSON log in a child process (``supervision.log_writer``) on the other core;
+    #: render the JSON log in a child process (``infra.log_writer``) on the other core;
     #: False: in this process (same lines either way)
     offload_log: bool = True
 
@@ -320,7 +320,7 @@ def make_engines(cfg: Config, market: Market, symbols: tuple[str, ...],
 # actors: the live classes, single-process
 # --------------------------------------------------------------------------------------------
 def _fast_store(state_dir: Path, name: str) -> Any:
-    from supervision.store import StateStore
+    from infra.store import StateStore
 
     st = StateStore(state_dir / f"{name}.db")
     st.db.execute("PRAGMA synchronous=OFF")
@@ -604,8 +604,8 @@ def _run_backtest(opts: BacktestOptions, on_step: Callable[[int], None] | None,
     from loguru import logger
     from thespian.actors import ActorSystem
 
-    from supervision.log_writer import LogWriterError
-    from supervision.logs import (
+    from infra.log_writer import LogWriterError
+    from infra.logs import (
         JSON_FILE,
         DirectJsonLog,
         configure_logging,
@@ -726,14 +726,14 @@ def _report_helpers(opts: BacktestOptions) -> tuple[Any, Any]:
     if opts.out_dir is None or not opts.report:
         return None, None
     try:
-        from supervision.report import ReportCollector, have_matplotlib
+        from report.build import ReportCollector, have_matplotlib
     except ImportError:
         return None, None
     pool = None
     # only whether charts can be drawn: the pool's workers import matplotlib themselves, on
     # the other core (importing it here would cost the run ~0.15 s)
     if opts.charts and have_matplotlib():
-        from supervision.report_charts import ChartPool
+        from report.charts import ChartPool
 
         pool = ChartPool()
     return ReportCollector(), pool
@@ -781,7 +781,7 @@ def _start_actors(asys: Any, cfg: Config, state_dir: Path, symbols: tuple[str, .
 def _drive(asys: Any, venue: BacktestVenue, wake: SimWakeups, clk: aclock.SimClock,
            addrs: dict[str, Any], opts: BacktestOptions, res: BacktestResult, cfg: Config,
            on_step: Callable[[int], None] | None) -> None:
-    from supervision.logs import log_event
+    from infra.logs import log_event
 
     feeds = venue.feeds
     total = sum(bisect.bisect_right(f.fill_close, opts.end_ms)
@@ -866,7 +866,7 @@ def _report(out: Path, opts: BacktestOptions, res: BacktestResult,
             feeds: dict[str, SymbolFeed], collector: Any = None,
             pool: Any = None) -> dict[str, Any] | None:
     try:
-        from supervision.report import build_report
+        from report.build import build_report
     except ImportError as e:
         res.notes.append(f"report skipped: {e}")
         return None
@@ -975,7 +975,7 @@ def run_walk_forward(opts: BacktestOptions, spec: str) -> dict[str, Any]:
     (out / "walkforward.json").write_text(json.dumps(summary, indent=2, default=str))
     if opts.report:
         try:
-            from supervision.report import build_report
+            from report.build import build_report
 
             evs = sorted(events + eq_rows, key=lambda e: int(e.get("ts_ms") or 0))
             build_report(out, None, events=evs, meta={
@@ -1021,7 +1021,7 @@ def _parse_day(s: str | None, what: str) -> int:
 
 def options_from_args(args: argparse.Namespace) -> BacktestOptions:
     """``run.py backtest`` arguments -> options (raises ``BacktestError`` / ``ConfigError``)."""
-    from supervision.config_io import load_config
+    from infra.config_io import load_config
 
     cfg = load_config(args.config)
     raw = args.symbols
@@ -1069,9 +1069,9 @@ def options_from_args(args: argparse.Namespace) -> BacktestOptions:
 def backtest_command(args: argparse.Namespace) -> int:
     """``python run.py backtest ...``: 0 ok, 1 failure, 2 bad input. stderr: what is replayed
     (ISO dates) and where the outputs go, progress, data gaps; stdout: one JSON summary."""
+    from infra.cli_args import CliError, make_output_dir
+    from infra.config_io import config_error_lines
     from models.config import ConfigError
-    from supervision.cli_args import CliError, make_output_dir
-    from supervision.config_io import config_error_lines
 
     def say(line: str) -> None:
         print(f"gridbot backtest: {line}", file=sys.stderr, flush=True)

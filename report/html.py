@@ -1,4 +1,4 @@
-"""report.html: the report dict of ``supervision.report`` rendered for a person.
+"""report.html: the report dict of ``report.build`` rendered for a person.
 
 Numbers are formatted here (money to the cent, or to the unit from 100,000; percentages with
 two decimals; dates as dates; the "All figures" table with 4 significant digits and the exact

@@ -23,13 +23,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-import supervision.backtest as sbt
-from actors.backtest_gateway import ACCOUNT
+import backtest.driver as sbt
+from backtest.driver import BacktestOptions, backtest_config, run_backtest
+from backtest.venue import ACCOUNT
 from exchange_sim import marketdata as md
+from infra.config_io import load_config
 from models.enums import Market
-from supervision.backtest import BacktestOptions, backtest_config, run_backtest
-from supervision.config_io import load_config
-from tests.supervision.png_check import is_png
+from tests.report.png_check import is_png
 
 DATA = md.default_data_dir()
 pytestmark = pytest.mark.skipif(DATA is None, reason="no market data directory")

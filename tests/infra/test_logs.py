@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from loguru import logger
 
-from supervision import logs
+from infra import logs
 
 
 @pytest.fixture()
@@ -61,7 +61,7 @@ def test_register_secret_masks_other_values(log_path: Path) -> None:
 
 
 def test_ts_ms_follows_the_installed_clock(log_path: Path) -> None:
-    from actors import clock
+    from infra import clock
 
     clock.set_clock(clock.SimClock(1_735_689_600_000 * 1_000_000))
     try:

@@ -430,7 +430,7 @@ class _Worker:
             env = dict(os.environ)
             env["PYTHONPATH"] = os.pathsep.join(
                 x for x in (root, env.get("PYTHONPATH", "")) if x)
-            code = (f"from supervision.report_charts import _worker_exec; "
+            code = (f"from report.charts import _worker_exec; "
                     f"_worker_exec({theirs.fileno()})")
             try:
                 self.proc = subprocess.Popen(

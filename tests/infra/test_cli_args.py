@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from supervision import cli_args as ca
+from infra import cli_args as ca
 
 
 @pytest.mark.parametrize("text, value", [("60", 60.0), ("0.5", 0.5), (" 2 ", 2.0)])

@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
+from backtest.driver import BacktestOptions, backtest_config, run_backtest
 from exchange_sim import marketdata as md
+from infra import logs
+from infra.config_io import load_config
 from models.enums import Market, Side
-from supervision import logs
-from supervision.backtest import BacktestOptions, backtest_config, run_backtest
-from supervision.config_io import load_config
-from supervision.report import ReportCollector, build_report
+from report.build import ReportCollector, build_report
 
 DATA = md.default_data_dir()
 SYMBOLS = ("BTCUSDT", "ETHUSDT")

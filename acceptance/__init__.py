@@ -1,0 +1,1 @@
+"""gridbot: Milestone-1 acceptance checks against a venue (``python run.py acceptance``)."""

@@ -1,0 +1,1 @@
+"""gridbot: Backtests: the replay driver, the in-process backtest venue, walk-forward."""

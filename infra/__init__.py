@@ -1,0 +1,2 @@
+"""gridbot: infrastructure below the actors: state store, JSON logging, config loading and
+credentials, the clock, command-line value parsing."""

@@ -1,0 +1,1 @@
+"""gridbot: Performance report: collector, analysis, HTML and charts."""
