@@ -36,14 +36,10 @@ from models import binance_parse as bp
 from models import messages as m
 from models.backoff import Backoff
 from models.enums import Market
+from models.timeframes import INTERVAL_MS
 
 NOT_SENT_CODE = -1003
 
-INTERVAL_MS: dict[str, int] = {
-    "1s": 1_000, "1m": 60_000, "3m": 180_000, "5m": 300_000, "15m": 900_000, "30m": 1_800_000,
-    "1h": 3_600_000, "2h": 7_200_000, "4h": 14_400_000, "6h": 21_600_000, "8h": 28_800_000,
-    "12h": 43_200_000, "1d": 86_400_000, "3d": 259_200_000, "1w": 604_800_000,
-}
 
 
 def _log(event: str, msg: str = "", level: str = "WARNING", **ctx: Any) -> None:

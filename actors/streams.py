@@ -56,13 +56,13 @@ from models import messages as m
 from models.backoff import Backoff
 from models.enums import Market
 from models.stream_parse import (
-    INTERVAL_MS,
     KlineOpen,
     Parsed,
     StreamEnded,
     parse_market,
     parse_user,
 )
+from models.timeframes import INTERVAL_MS
 
 #: A session up at least this long (or a heartbeat window, if shorter) resets the backoff.
 STABLE_S = 10.0

@@ -57,6 +57,7 @@ from infra import clock as aclock
 from models import messages as m
 from models.config import Config, base_interval, config_to_json
 from models.enums import Market
+from models.timeframes import INTERVAL_MS, fmt_ms, parse_time
 
 EXIT_OK, EXIT_FAIL = 0, 1
 DAY_MS = 86_400_000
@@ -200,7 +201,7 @@ def load_feeds(opts: BacktestOptions, cfg: Config, notes: list[str], gaps: list[
 
     base_iv, base_ms = base_interval(cfg)
     fill_iv = opts.fill_interval or base_iv
-    fill_ms = md.INTERVAL_MS[fill_iv]
+    fill_ms = INTERVAL_MS[fill_iv]
     if base_ms % fill_ms:
         raise BacktestError(f"fill interval {fill_iv} does not divide the base interval "
                             f"{base_iv}")
@@ -215,16 +216,16 @@ def load_feeds(opts: BacktestOptions, cfg: Config, notes: list[str], gaps: list[
         run = bars.slice_time(start, end)
         if not len(run):
             raise BacktestError(f"{opts.market.value} {sym} {fill_iv}: no bars between "
-                                f"{md.fmt_ms(start)} and {md.fmt_ms(end)}")
+                                f"{fmt_ms(start)} and {fmt_ms(end)}")
         for g in run.gaps():
             gaps.append(str(g))
         if int(run.open_time[0]) > start:
             gaps.append(f"{opts.market.value} {sym} {fill_iv}: data starts at "
-                        f"{md.fmt_ms(int(run.open_time[0]))}, after the requested start "
-                        f"{md.fmt_ms(start)}")
+                        f"{fmt_ms(int(run.open_time[0]))}, after the requested start "
+                        f"{fmt_ms(start)}")
         if run.end_ms is not None and run.end_ms < end:
             gaps.append(f"{opts.market.value} {sym} {fill_iv}: data ends at "
-                        f"{md.fmt_ms(run.end_ms)}, before the requested end {md.fmt_ms(end)}")
+                        f"{fmt_ms(run.end_ms)}, before the requested end {fmt_ms(end)}")
         pre = bars.slice_time(None, start)
         if len(pre) * fill_ms < hist:
             notes.append(f"{sym}: only {len(pre) * fill_ms // 60_000} min of history before "
@@ -249,7 +250,7 @@ def _load_bars(opts: BacktestOptions, sym: str, iv: str, h0: int, end: int, star
         except md.DataError as e:
             raise BacktestError(str(e)) from e
         if bars.interval != iv:
-            if md.INTERVAL_MS[iv] % bars.interval_ms:
+            if INTERVAL_MS[iv] % bars.interval_ms:
                 raise BacktestError(f"{opts.data_file}: {bars.interval} bars cannot make "
                                     f"{iv} bars")
             bars = bars.resample(iv)
@@ -269,7 +270,7 @@ def _load_bars(opts: BacktestOptions, sym: str, iv: str, h0: int, end: int, star
             bars = md.load_klines(sym, opts.market, iv, lo, end, data_dir=opts.data_dir)
         except md.DataError as e:  # names the requested range itself, not range + history
             raise BacktestError(str(e)) from first
-        notes.append(f"{sym}: {iv} history only from {md.fmt_ms(lo)} in the data")
+        notes.append(f"{sym}: {iv} history only from {fmt_ms(lo)} in the data")
         return bars
 
 
@@ -554,7 +555,7 @@ class Progress:
         frac = min(1.0, done / self.total)
         bar = "#" * int(frac * 30)
         self.stream.write(
-            f"\r[{bar:<30}] {done}/{self.total} bars  {md.fmt_ms(sim_ms)[:16]}  "
+            f"\r[{bar:<30}] {done}/{self.total} bars  {fmt_ms(sim_ms)[:16]}  "
             f"{rate:,.0f} bars/s  ETA {int(eta) // 60}:{int(eta) % 60:02d} ")
         self.stream.flush()
 
@@ -584,7 +585,7 @@ def run_backtest(opts: BacktestOptions, on_step: Callable[[int], None] | None = 
     """Replay ``opts`` through the actors; write outputs to ``opts.out_dir`` (if set).
     ``on_start`` is called once the data has loaded, before the first bar."""
     if opts.end_ms <= opts.start_ms:
-        raise BacktestError(f"empty range {md.fmt_ms(opts.start_ms)} .. {md.fmt_ms(opts.end_ms)}")
+        raise BacktestError(f"empty range {fmt_ms(opts.start_ms)} .. {fmt_ms(opts.end_ms)}")
     gc_was = gc.isenabled()
     # the report is fed while the run logs (no re-read of gridbot.jsonl), and its chart
     # workers import matplotlib on the other core while the data loads and the replay runs
@@ -614,8 +615,8 @@ def _run_backtest(opts: BacktestOptions, on_step: Callable[[int], None] | None,
     )
 
     cfg = opts.config
-    res = BacktestResult(out_dir=opts.out_dir, start=md.fmt_ms(opts.start_ms),
-                         end=md.fmt_ms(opts.end_ms))
+    res = BacktestResult(out_dir=opts.out_dir, start=fmt_ms(opts.start_ms),
+                         end=fmt_ms(opts.end_ms))
     feeds = load_feeds(opts, cfg, res.notes, res.gaps)
     engines = make_engines(cfg, opts.market, opts.symbols, opts.balance)
     if on_start is not None:
@@ -663,7 +664,7 @@ def _run_backtest(opts: BacktestOptions, on_step: Callable[[int], None] | None,
                 if sym in feeds:
                     _seed_strategy(tmp, cfg, sym, w)
         log_event("BACKTEST_STARTED", symbols=list(opts.symbols), market=opts.market.value,
-                  start=md.fmt_ms(opts.start_ms), end=md.fmt_ms(opts.end_ms),
+                  start=fmt_ms(opts.start_ms), end=fmt_ms(opts.end_ms),
                   strategy=cfg.strategy.kind, base_interval=base_interval(cfg)[0],
                   fill_interval=next(iter(feeds.values())).fill.interval)
         addrs = _start_actors(asys, cfg, tmp, opts.symbols, vid, opts.persist)
@@ -845,7 +846,7 @@ def write_equity_csv(path: Path, rows: list[dict[str, Any]]) -> None:
         w.writerow(EQUITY_COLUMNS)
         for r in rows:
             ts = r.get("ts_ms")
-            w.writerow([ts, md.fmt_ms(int(ts)) if ts is not None else "", r.get("equity", ""),
+            w.writerow([ts, fmt_ms(int(ts)) if ts is not None else "", r.get("equity", ""),
                         r.get("peak_equity", ""), r.get("drawdown", ""), r.get("leverage", ""),
                         r.get("worst_case_leverage", ""), r.get("drawdown_level", ""),
                         r.get("state", "")])
@@ -873,7 +874,7 @@ def _report(out: Path, opts: BacktestOptions, res: BacktestResult,
     meta = {"initial_equity": res.initial_equity, "market": opts.market.value,
             "strategy": opts.config.strategy.kind,
             "weights": dict(opts.config.portfolio.weights),
-            "start": md.fmt_ms(opts.start_ms), "end": md.fmt_ms(opts.end_ms),
+            "start": fmt_ms(opts.start_ms), "end": fmt_ms(opts.end_ms),
             "source": "backtest"}
     log = out / "gridbot.jsonl"
     events: Any = collector
@@ -909,8 +910,8 @@ def fit_weights(opts: BacktestOptions, train_start: int, train_end: int,
             bars = bars.slice_time(train_start, train_end)
             out[sym] = fit_initial_weights(bars, cfg.strategy, base_ms)
         except (BacktestError, md.DataError, ValueError) as e:
-            notes.append(f"{sym}: weights not fitted on {md.fmt_ms(train_start)[:10]}.."
-                         f"{md.fmt_ms(train_end)[:10]} ({e}); default weights")
+            notes.append(f"{sym}: weights not fitted on {fmt_ms(train_start)[:10]}.."
+                         f"{fmt_ms(train_end)[:10]} ({e}); default weights")
     return out
 
 
@@ -944,8 +945,8 @@ def run_walk_forward(opts: BacktestOptions, spec: str) -> dict[str, Any]:
         res = run_backtest(fo)
         initial = initial if initial is not None else float(res.initial_equity or 0)
         rep = (res.report or {}).get("summary") if res.report else None
-        rows.append({"fold": w.index, "train": [md.fmt_ms(w.train_start), md.fmt_ms(w.train_end)],
-                     "test": [md.fmt_ms(w.test_start), md.fmt_ms(w.test_end)],
+        rows.append({"fold": w.index, "train": [fmt_ms(w.train_start), fmt_ms(w.train_end)],
+                     "test": [fmt_ms(w.test_start), fmt_ms(w.test_end)],
                      "weights": {s: getattr(x, "source", "") for s, x in weights.items()},
                      "initial_equity": res.initial_equity, "final_equity": res.final_equity,
                      "trades": len(res.trades), "fills": res.fills, "report": rep,
@@ -967,7 +968,7 @@ def run_walk_forward(opts: BacktestOptions, spec: str) -> dict[str, Any]:
                         "state": ""})
     write_trades_csv(out / "trades.csv", trades)
     write_equity_csv(out / "equity.csv", eq_rows)
-    summary = {"start": md.fmt_ms(opts.start_ms), "end": md.fmt_ms(opts.end_ms),
+    summary = {"start": fmt_ms(opts.start_ms), "end": fmt_ms(opts.end_ms),
                "walk_forward": {"train_days": train_days, "test_days": test_days},
                "folds": rows, "trades": len(trades), "initial_equity": initial,
                "final_equity": chained[-1][1] if chained else initial, "gaps": gaps,
@@ -1003,7 +1004,7 @@ def default_out_dir(market: Market, start_ms: int, end_ms: int, now: float | Non
                     ) -> Path:
     """A new ``~/gridbot-backtests/<UTC now>-<market>-<from>-<to>`` (never an existing one)."""
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(time.time() if now is None else now))
-    span = f"{md.fmt_ms(start_ms)[:10]}-{md.fmt_ms(end_ms)[:10]}".replace("-", "")
+    span = f"{fmt_ms(start_ms)[:10]}-{fmt_ms(end_ms)[:10]}".replace("-", "")
     base = DEFAULT_OUT_ROOT.expanduser() / f"{stamp}-{market.value}-{span[:8]}-{span[8:]}"
     out, n = base, 1
     while out.exists():
@@ -1014,7 +1015,7 @@ def default_out_dir(market: Market, start_ms: int, end_ms: int, now: float | Non
 
 def _parse_day(s: str | None, what: str) -> int:
     try:
-        return md.parse_time(str(s))
+        return parse_time(str(s))
     except (md.DataError, ValueError) as e:
         raise BacktestError(f"--{what} {s!r}: {e}") from e
 
@@ -1057,8 +1058,8 @@ def options_from_args(args: argparse.Namespace) -> BacktestOptions:
     if balance is not None and not (balance.is_finite() and balance > 0):
         raise BacktestError(f"--balance {bal}: must be > 0")
     fill_iv = getattr(args, "fill_interval", None)
-    if fill_iv is not None and fill_iv not in md.INTERVAL_MS:
-        raise BacktestError(f"--fill-interval {fill_iv!r}: one of {', '.join(md.INTERVAL_MS)}")
+    if fill_iv is not None and fill_iv not in INTERVAL_MS:
+        raise BacktestError(f"--fill-interval {fill_iv!r}: one of {', '.join(INTERVAL_MS)}")
     return BacktestOptions(config=cfg, symbols=symbols, market=market, start_ms=start,
                            end_ms=end, out_dir=out, data_dir=data_dir, data_file=data_file,
                            fill_interval=fill_iv, balance=balance,
@@ -1085,8 +1086,8 @@ def backtest_command(args: argparse.Namespace) -> int:
         default = "" if (args.start and args.end) else " (default span: --from/--to change it)"
 
         def announce() -> None:
-            say(f"{opts.market.value} {','.join(opts.symbols)} from {md.fmt_ms(opts.start_ms)} "
-                f"to {md.fmt_ms(opts.end_ms)} (exclusive){default}, "
+            say(f"{opts.market.value} {','.join(opts.symbols)} from {fmt_ms(opts.start_ms)} "
+                f"to {fmt_ms(opts.end_ms)} (exclusive){default}, "
                 f"{opts.config.strategy.kind} strategy; outputs in {opts.out_dir}")
 
         wf = getattr(args, "walk_forward", None)

@@ -17,6 +17,7 @@ from backtest.driver import BacktestOptions, backtest_config, run_backtest
 from exchange_sim import marketdata as md
 from infra.config_io import load_config
 from models.enums import Market
+from models.timeframes import parse_time
 
 START = "2025-01-03"
 SYMS3 = ("BTCUSDT", "ETHUSDT", "SOLUSDT")
@@ -24,7 +25,7 @@ SYMS3 = ("BTCUSDT", "ETHUSDT", "SOLUSDT")
 
 def _case(symbols: tuple[str, ...], days: float, persist: bool) -> dict[str, float]:
     cfg = backtest_config(load_config(None), symbols, Market.FUTURES)
-    start = md.parse_time(START)
+    start = parse_time(START)
     opts = BacktestOptions(config=cfg, symbols=symbols, market=Market.FUTURES, start_ms=start,
                            end_ms=start + int(days * 86_400_000), out_dir=None, report=False,
                            log_file=False, persist=persist)

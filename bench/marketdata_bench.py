@@ -13,6 +13,7 @@ import time
 
 from exchange_sim import marketdata as md
 from exchange_sim.synthetic import generate
+from models.timeframes import parse_time
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT")
 
@@ -67,7 +68,7 @@ def main() -> None:
         out.update(load_3x5m_cold_s=None, load_3x5m_rows=None, load_3x5m_cached_s=None,
                    iter_rows_per_s=None, note="no market data directory")
     n = 300_000
-    start = md.parse_time("2025-01-06")
+    start = parse_time("2025-01-06")
     t = _best(lambda: generate("BTCUSDT", "gbm", start_ms=start, n_bars=n, interval="1m"), 2)
     out["synthetic_bars_per_s"] = int(n / t)
     print(json.dumps(out))

@@ -27,7 +27,6 @@ import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from pathlib import Path
@@ -35,21 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from models.enums import Market
-
-INTERVAL_MS: dict[str, int] = {
-    "1m": 60_000,
-    "3m": 3 * 60_000,
-    "5m": 5 * 60_000,
-    "15m": 15 * 60_000,
-    "30m": 30 * 60_000,
-    "1h": 3_600_000,
-    "2h": 2 * 3_600_000,
-    "4h": 4 * 3_600_000,
-    "6h": 6 * 3_600_000,
-    "8h": 8 * 3_600_000,
-    "12h": 12 * 3_600_000,
-    "1d": 86_400_000,
-}
+from models.timeframes import INTERVAL_MS, fmt_ms
 
 _KLINE_HEADER = ("open_time", "open", "high", "low", "close", "volume")
 _CSV_SUFFIXES = (".csv.gz", ".csv")
@@ -57,33 +42,6 @@ _CSV_SUFFIXES = (".csv.gz", ".csv")
 
 class DataError(Exception):
     """Market data that is missing, not covering a requested range, gappy or malformed."""
-
-
-# -- time helpers --------------------------------------------------------------------------------
-def fmt_ms(ms: int) -> str:
-    """UTC ISO-8601 text of an epoch-ms timestamp (``2021-09-29T12:00:00Z``)."""
-    dt = datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
-    if ms % 1000:
-        return dt.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-    return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_time(s: str) -> int:
-    """``"2025-01-01"`` or an ISO datetime (UTC unless it carries an offset) -> epoch ms."""
-    text = s.strip()
-    if not text:
-        raise ValueError("empty time: expected YYYY-MM-DD or an ISO datetime such as 2025-01-01T12:00")
-    iso = text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text
-    try:
-        dt = datetime.fromisoformat(iso)
-    except ValueError:
-        raise ValueError(
-            f"cannot parse time {s!r}: expected YYYY-MM-DD or an ISO datetime "
-            "such as 2025-01-01T12:00 (UTC)"
-        ) from None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
-    return int(round(dt.timestamp() * 1000))
 
 
 def _market(market: Market | str) -> Market:
@@ -847,7 +805,7 @@ def resolve_bars(
 
 
 __all__ = [
-    "INTERVAL_MS", "Bars", "DataError", "Gap", "available", "concat_bars", "coverage",
-    "default_data_dir", "fmt_ms", "load_funding", "load_kline_csv", "load_klines", "load_mark",
-    "parse_time", "resolve_bars",
+    "Bars", "DataError", "Gap", "available", "concat_bars", "coverage",
+    "default_data_dir", "load_funding", "load_kline_csv", "load_klines", "load_mark",
+    "resolve_bars",
 ]

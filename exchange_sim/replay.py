@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 
 from exchange_sim.intrabar import Progress, path_points, progress
-from exchange_sim.marketdata import fmt_ms
 from models.filters import SymbolFilters
+from models.timeframes import fmt_ms
 
 INTERVALS_MS: dict[str, int] = {
     "1s": 1_000, "1m": 60_000, "3m": 180_000, "5m": 300_000, "15m": 900_000, "30m": 1_800_000,

@@ -35,6 +35,7 @@ from exchange_sim.replay import INTERVALS_MS, Feed, FundingEvent, Replay, SimClo
 from models.enums import Market
 from models.filters import FilterViolation, SymbolFilters
 from models.simconfig import SimConfig
+from models.timeframes import parse_time
 
 NONE, USER_STREAM, SIGNED = 0, 1, 2
 
@@ -252,7 +253,6 @@ class SimServer:
                 f"{k} {iso(t)}" for k, t in sorted(ends.items(), key=lambda kv: kv[1])))
         base_iv = max(f.interval_ms for f in self.feeds.values())
         if cfg.start is not None:
-            from exchange_sim.marketdata import parse_time
             start = int(cfg.start) if cfg.start.isdigit() else parse_time(cfg.start)
             end = max((int(f.open_time[-1]) + f.interval_ms for f in self.feeds.values()
                        if len(f)), default=None)
@@ -288,7 +288,7 @@ class SimServer:
             if data_dir is None and not cfg.scenario:
                 self.notes.append("no market data directory found: replaying synthetic "
                                   f"'{scen}' bars (seed {cfg.seed})")
-            start = (md.parse_time(cfg.start) if cfg.start and not cfg.start.isdigit()
+            start = (parse_time(cfg.start) if cfg.start and not cfg.start.isdigit()
                      else int(cfg.start) if cfg.start else 1_704_067_200_000)
             iv = INTERVALS_MS[cfg.interval]
             first = start - cfg.warmup_bars * iv

@@ -43,8 +43,9 @@ from decimal import Decimal
 import numpy as np
 from scipy.signal import lfilter
 
-from exchange_sim.marketdata import INTERVAL_MS, Bars
+from exchange_sim.marketdata import Bars
 from models.enums import Market
+from models.timeframes import INTERVAL_MS
 
 SCENARIOS: tuple[str, ...] = ("gbm", "pump5", "crash12", "chop", "weekend", "cme_gap")
 REGIMES: tuple[str, ...] = ("calm", "up", "down", "volatile")

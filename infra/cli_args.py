@@ -17,6 +17,8 @@ import re
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
+from models.timeframes import INTERVAL_MS, parse_time
+
 EXIT_OK, EXIT_FAIL, EXIT_BAD_INPUT = 0, 1, 2
 
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
@@ -89,7 +91,6 @@ def duration(text: str) -> str:
 
 def utc_time(text: str) -> str:
     """A UTC date or ISO date-time (``2025-01-01``, ``2025-01-01T12:00``); returned as given."""
-    from exchange_sim.marketdata import parse_time
 
     try:
         parse_time(text)
@@ -153,7 +154,6 @@ def positive_seconds(text: str) -> float:
 
 def kline_interval(text: str) -> str:
     """A Binance kline interval (``1m``, ``5m``, ``1h`` …)."""
-    from exchange_sim.marketdata import INTERVAL_MS
 
     if text.strip() not in INTERVAL_MS:
         raise _bad(f"{text!r} is not a kline interval (one of {', '.join(INTERVAL_MS)})")

@@ -27,6 +27,7 @@ from models.enums import Market, Venue
 from models.risk import RiskParams
 from models.simconfig import SimConfig
 from models.strategy.params import StrategyParams
+from models.timeframes import INTERVAL_MS
 
 #: Symbols the embedded exchange lists with real filters (any USDT pair is allowed on live/testnet).
 SIM_SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT")
@@ -53,18 +54,12 @@ class PortfolioConfig(msgspec.Struct, **_STRUCT):
         return self.markets[symbol]
 
 
-#: Binance kline intervals (minute-based ones) and their length in milliseconds.
-KLINE_INTERVAL_MS: dict[str, int] = {
-    "1m": 60_000, "3m": 180_000, "5m": 300_000, "15m": 900_000, "30m": 1_800_000,
-    "1h": 3_600_000, "2h": 7_200_000, "4h": 14_400_000, "6h": 21_600_000, "8h": 28_800_000,
-    "12h": 43_200_000, "1d": 86_400_000,
-}
 
 
 def base_interval(cfg: Config) -> tuple[str, int]:
     """The strategy's base bar: (interval, milliseconds)."""
     iv = cfg.gateway.kline_intervals[0]
-    return iv, KLINE_INTERVAL_MS[iv]
+    return iv, INTERVAL_MS[iv]
 
 
 class GatewayConfig(msgspec.Struct, **_STRUCT):
@@ -254,8 +249,8 @@ def validate_config(cfg: Config) -> list[str]:
                     "reconnect_backoff_max_s")
     if g.book_conflation_ms < 0:
         errs.append("$.gateway.book_conflation_ms: must be >= 0")
-    if g.kline_intervals and g.kline_intervals[0] in KLINE_INTERVAL_MS:
-        base_min = KLINE_INTERVAL_MS[g.kline_intervals[0]] // 60_000
+    if g.kline_intervals and g.kline_intervals[0] in INTERVAL_MS:
+        base_min = INTERVAL_MS[g.kline_intervals[0]] // 60_000
         st = cfg.strategy
         for name in ("trend_interval_minutes", "warmup_minutes", "rv_short_minutes",
                      "rv_long_minutes", "volume_window_minutes", "normalisation_window_minutes"):
@@ -269,9 +264,9 @@ def validate_config(cfg: Config) -> list[str]:
     if not g.kline_intervals:
         errs.append("$.gateway.kline_intervals: at least one interval (the strategy's base bar)")
     for i, iv in enumerate(g.kline_intervals):
-        if iv not in KLINE_INTERVAL_MS:
+        if iv not in INTERVAL_MS:
             errs.append(f"$.gateway.kline_intervals[{i}]: {iv!r} is not a Binance kline interval "
-                        f"({', '.join(KLINE_INTERVAL_MS)})")
+                        f"({', '.join(INTERVAL_MS)})")
     if not 0 < g.rate_limit_safety <= 1:
         errs.append("$.gateway.rate_limit_safety: must be in (0, 1]")
     if not re.fullmatch(r"[A-Za-z0-9]{1,6}", cfg.oms.client_id_prefix):

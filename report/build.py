@@ -49,6 +49,7 @@ import numpy as np
 
 from infra.logs import _jsonable
 from models import metrics as mx
+from models.timeframes import parse_time
 from report.charts import ChartPool, render_charts
 
 ZERO = Decimal(0)
@@ -476,7 +477,6 @@ def _parse_end(value: Any) -> int | None:
         return None
     if isinstance(value, (int, float)):
         return int(value)
-    from exchange_sim.marketdata import parse_time
 
     try:
         return parse_time(str(value))

@@ -21,10 +21,10 @@ from exchange_sim.marketdata import (
     load_kline_csv,
     load_klines,
     load_mark,
-    parse_time,
     resolve_bars,
 )
 from models.enums import Market
+from models.timeframes import fmt_ms, parse_time
 
 HOUR = 3_600_000
 MIN = 60_000
@@ -163,7 +163,7 @@ def test_gaps_where_sources_md_says(real: Path) -> None:
 
 
 def fmt_day(ms: int) -> str:
-    return md.fmt_ms(ms)[:10]
+    return fmt_ms(ms)[:10]
 
 
 def test_uncovered_range_names_symbol_and_coverage(real: Path) -> None:

@@ -7,7 +7,7 @@ from decimal import Decimal
 import numpy as np
 import pytest
 
-from exchange_sim.marketdata import Bars, parse_time
+from exchange_sim.marketdata import Bars
 from exchange_sim.synthetic import (
     SCENARIOS,
     SyntheticParams,
@@ -16,6 +16,7 @@ from exchange_sim.synthetic import (
     scenario_window,
 )
 from models.enums import Market
+from models.timeframes import parse_time
 
 MON = parse_time("2025-01-06")  # a Monday
 DAY_1M = 1440

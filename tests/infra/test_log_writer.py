@@ -16,6 +16,7 @@ from infra import logs
 from infra.config_io import load_config
 from infra.log_writer import LogWriterError, OffloadedJsonLog
 from models.enums import Market, Side
+from models.timeframes import parse_time
 
 DATA = md.default_data_dir()
 SYMBOLS = ("BTCUSDT", "ETHUSDT")
@@ -25,7 +26,7 @@ def _run(out: Path, offload: bool, **kw: Any) -> Any:
     cfg = backtest_config(load_config(None), SYMBOLS, Market.FUTURES)
     return run_backtest(BacktestOptions(
         config=cfg, symbols=SYMBOLS, market=Market.FUTURES,
-        start_ms=md.parse_time("2025-03-01"), end_ms=md.parse_time("2025-03-03"),
+        start_ms=parse_time("2025-03-01"), end_ms=parse_time("2025-03-03"),
         out_dir=out, offload_log=offload, charts=False), **kw)
 
 

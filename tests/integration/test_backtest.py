@@ -22,12 +22,13 @@ from backtest.driver import (
 from exchange_sim import marketdata as md
 from infra.config_io import load_config
 from models.enums import Market
+from models.timeframes import fmt_ms, parse_time
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = md.default_data_dir()
 needs_data = pytest.mark.skipif(DATA is None, reason="no market data directory")
-START = md.parse_time("2025-01-03")
-END = md.parse_time("2025-01-04T12:00")
+START = parse_time("2025-01-03")
+END = parse_time("2025-01-04T12:00")
 
 
 def _opts(tmp: Path | None, symbols: tuple[str, ...] = ("BTCUSDT",),
@@ -179,8 +180,8 @@ def test_gaps_are_reported_not_filled(tmp_path: Path) -> None:
     # a range the data does not cover is an error naming the symbol
     with pytest.raises(BacktestError, match="BTCUSDT"):
         run_backtest(_opts(None, data_dir=tmp_path / "data",
-                           start_ms=md.parse_time("2025-03-01"),
-                           end_ms=md.parse_time("2025-03-02")))
+                           start_ms=parse_time("2025-03-01"),
+                           end_ms=parse_time("2025-03-02")))
 
 
 @needs_data
@@ -239,14 +240,14 @@ def test_default_span_is_2025_on_both_markets(tmp_path: Path,
     spans = {}
     for market in ("spot", "futures"):
         o = options_from_args(_args(market=market))
-        spans[market] = (md.fmt_ms(o.start_ms), md.fmt_ms(o.end_ms))
+        spans[market] = (fmt_ms(o.start_ms), fmt_ms(o.end_ms))
         # not created yet, under ~/gridbot-backtests, named after market and span
         assert o.out_dir is not None and not o.out_dir.exists()
         assert o.out_dir.parent == tmp_path / "gridbot-backtests"
         assert o.out_dir.name.endswith(f"-{market}-20250101-20260101")
     assert spans["spot"] == spans["futures"] == ("2025-01-01T00:00:00Z", "2026-01-01T00:00:00Z")
     o = options_from_args(_args(start="2025-06-01"))
-    assert md.fmt_ms(o.end_ms) == "2026-01-01T00:00:00Z"
+    assert fmt_ms(o.end_ms) == "2026-01-01T00:00:00Z"
     assert options_from_args(_args(symbols="btcusdt, ethusdt")).symbols == ("BTCUSDT", "ETHUSDT")
 
 

@@ -27,10 +27,11 @@ from backtest.driver import BacktestOptions, backtest_config, run_backtest
 from exchange_sim import marketdata as md
 from infra.config_io import load_config
 from models.enums import Market
+from models.timeframes import parse_time
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = md.default_data_dir()
-START = md.parse_time("2025-01-03")
+START = parse_time("2025-01-03")
 BARS = 66  # the strategy first orders ~3.4 h in, first fill ~5 h in
 SYM = "BTCUSDT"
 

@@ -29,6 +29,7 @@ from backtest.venue import ACCOUNT
 from exchange_sim import marketdata as md
 from infra.config_io import load_config
 from models.enums import Market
+from models.timeframes import parse_time
 from tests.report.png_check import is_png
 
 DATA = md.default_data_dir()
@@ -55,7 +56,7 @@ class Run:
 
 @pytest.fixture(scope="module", params=sorted(WINDOWS))
 def run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Run:
-    start, end = (md.parse_time(x) for x in WINDOWS[request.param])
+    start, end = (parse_time(x) for x in WINDOWS[request.param])
     out = tmp_path_factory.mktemp(request.param)
     seen: list[Any] = []
     real = sbt.register_venue

@@ -15,6 +15,7 @@ from exchange_sim import marketdata as md
 from infra import logs
 from infra.config_io import load_config
 from models.enums import Market, Side
+from models.timeframes import parse_time
 from report.build import ReportCollector, build_report
 
 DATA = md.default_data_dir()
@@ -42,7 +43,7 @@ def bt(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[tuple[Any, 
         mp.setattr(logs, "_line", spy)
         res = run_backtest(BacktestOptions(
             config=cfg, symbols=SYMBOLS, market=Market.FUTURES,
-            start_ms=md.parse_time("2025-03-01"), end_ms=md.parse_time("2025-03-02"),
+            start_ms=parse_time("2025-03-01"), end_ms=parse_time("2025-03-02"),
             out_dir=out, report=False, persist=False,
             offload_log=False))  # the spy sees lines rendered in this process
     assert res.actor_errors == [] and res.fills > 0
