@@ -226,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write actor snapshots as live does (about 4x slower)")
     g.add_argument("--no-persist", action="store_true",
                    help="skip actor snapshot writes (the default)")
-    p.set_defaults(handler=_lazy("backtest.driver", "backtest_command"))
+    p.set_defaults(handler=_lazy("backtest.cli", "backtest_command"))
 
     p = sub.add_parser("report", help="build the performance report from a JSON log")
     p.add_argument("logfile", type=ca.path, metavar="LOG",

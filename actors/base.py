@@ -56,7 +56,7 @@ class GridActor(ActorTypeDispatcher):
     """Common behaviour of gateway, order, risk, strategy and portfolio actors."""
 
     role: ClassVar[str] = "actor"
-    #: ``simpleSystemBase`` backtests set this False: no per-process logging set-up.
+    #: backtests (one process, ``backtest.runtime``) set this False: no per-process logging set-up.
     multiprocess: ClassVar[bool] = True
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -13,7 +13,8 @@ import json
 import sys
 from pathlib import Path
 
-from backtest.driver import BacktestOptions, backtest_config, run_backtest
+from backtest.driver import run_backtest
+from backtest.options import BacktestOptions, backtest_config
 from exchange_sim import marketdata as md
 from infra.config_io import load_config
 from models.enums import Market

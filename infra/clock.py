@@ -1,7 +1,7 @@
 """The actors' notion of "now": wall clock when trading, the replayed bar time in a backtest.
 
 Pure code never reads a clock; actors call ``now_ns()``/``now_ms()`` and pass the value down.
-A backtest (one process, ``simpleSystemBase``) installs a simulated clock with ``set_clock`` so
+A backtest (one process, ``backtest.runtime``) installs a simulated clock with ``set_clock`` so
 every actor sees the replay's time and a run is deterministic.
 """
 

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from backtest.driver import BacktestOptions, backtest_config, run_backtest
+from backtest.driver import run_backtest
+from backtest.options import BacktestOptions, backtest_config
 from exchange_sim import marketdata as md
 from infra import logs
 from infra.config_io import load_config

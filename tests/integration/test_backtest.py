@@ -1,4 +1,4 @@
-"""Backtest: the live actors on simpleSystemBase against the in-process venue (a few days of
+"""Backtest: the live actors on the in-process runtime against the in-process venue (a few days of
 real data; skipped when the market data directory is absent)."""
 
 from __future__ import annotations
@@ -13,12 +13,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from backtest.driver import (
-    BacktestError,
-    BacktestOptions,
-    backtest_config,
-    run_backtest,
-)
+from backtest.driver import run_backtest
+from backtest.options import BacktestError, BacktestOptions, backtest_config
 from exchange_sim import marketdata as md
 from infra.config_io import load_config
 from models.enums import Market
@@ -234,7 +230,7 @@ def _args(**kw: Any) -> Any:
 
 def test_default_span_is_2025_on_both_markets(tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    from backtest.driver import options_from_args
+    from backtest.cli import options_from_args
 
     monkeypatch.setenv("HOME", str(tmp_path))
     spans = {}
@@ -253,7 +249,7 @@ def test_default_span_is_2025_on_both_markets(tmp_path: Path,
 
 def test_default_out_dir_is_new_each_time(tmp_path: Path,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    from backtest.driver import default_out_dir
+    from backtest.cli import default_out_dir
 
     monkeypatch.setenv("HOME", str(tmp_path))
     a = default_out_dir(Market.SPOT, START, END, now=0)

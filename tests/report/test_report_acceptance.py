@@ -24,7 +24,8 @@ import numpy as np
 import pytest
 
 import backtest.driver as sbt
-from backtest.driver import BacktestOptions, backtest_config, run_backtest
+from backtest.driver import run_backtest
+from backtest.options import BacktestOptions, backtest_config
 from backtest.venue import ACCOUNT
 from exchange_sim import marketdata as md
 from infra.config_io import load_config
