@@ -8,123 +8,73 @@ Exit codes: 0 ok, 1 runtime failure, 2 bad input (config, arguments). Every erro
 from __future__ import annotations
 
 import argparse
-import importlib
-import json
 import os
-import re
-import select
 import sys
-from collections.abc import Callable, Sequence
-from typing import NoReturn
+from collections.abc import Sequence
 
 from infra import cli_args as ca
 from infra.cli_args import EXIT_BAD_INPUT, EXIT_FAIL, EXIT_OK, CliError
+from infra.cli_parser import OneLineParser, stdout_is_closed, subparser_for
 
 SUBCOMMANDS = ("run", "status", "stop", "resume", "sim", "backtest", "report", "acceptance",
                "config")
-_ARGUMENT_RE = re.compile(r"^argument (?P<opt>[^:]+): (?P<msg>.*)$", re.S)
-_TYPE_RE = re.compile(r"^invalid (?P<type>\S+) value: (?P<value>'.*')$")
-_CHOICE_RE = re.compile(r"^invalid choice: (?P<value>'.*') \(choose from (?P<choices>.*)\)$")
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse with one-line errors (``gridbot CMD: --opt: message``, exit 2) instead of the
-    usage block plus an error line; ``--help`` is unchanged."""
+# -- handlers: each imports its subcommand's package when it runs (start-up time: ``gridbot
+# status`` must not load thespian's actors, numpy or matplotlib), see tests/test_layout.py ------
+def _run(args: argparse.Namespace) -> int:
+    from supervision.launcher import run_command
 
-    def error(self, message: str) -> NoReturn:
-        message = " ".join(message.split())
-        m = _ARGUMENT_RE.match(message)
-        if m:
-            opt, msg = m.group("opt"), m.group("msg")
-            c = _CHOICE_RE.match(msg)
-            if c and not opt.startswith("-"):  # SUBCOMMAND / ACTION
-                noun = {"SUBCOMMAND": "command", "ACTION": "config action"}.get(opt, opt)
-                message = (f"{c.group('value')} is not a {noun} (choose from "
-                           f"{c.group('choices').replace(chr(39), '')})")
-            elif c:
-                message = (f"{opt} {c.group('value')}: invalid choice (choose from "
-                           f"{c.group('choices').replace(chr(39), '')})")
-            elif t := _TYPE_RE.match(msg):  # a type= function raised ValueError/TypeError
-                kind = {"int": "a whole number", "float": "a number"}.get(
-                    t.group("type"), f"a valid {t.group('type').strip('_')}")
-                message = f"{opt} {t.group('value')}: expected {kind}"
-            else:  # the validators' messages start with the quoted value
-                message = f"{opt} {msg}" if msg.startswith("'") else f"{opt}: {msg}"
-        self.exit(EXIT_BAD_INPUT, f"{self.prog}: {message} (see {self.prog} --help)\n")
-
-    def value_options(self) -> dict[str, argparse.Action]:
-        """Option strings that take exactly one value."""
-        return {o: a for a in self._actions
-                if isinstance(a, argparse._StoreAction) and a.nargs is None
-                for o in a.option_strings}
-
-    def glue_dash_values(self, tokens: list[str]) -> list[str]:
-        """``--duration -1h`` -> ``--duration=-1h``: argparse would read ``-1h`` as an unknown
-        option and say 'expected one argument'; glued, the validator names the value."""
-        opts = self.value_options()
-        known = {o for a in self._actions for o in a.option_strings}
-        out: list[str] = []
-        i = 0
-        while i < len(tokens):
-            t = tokens[i]
-            nxt = tokens[i + 1] if i + 1 < len(tokens) else None
-            if (t in opts and nxt is not None and nxt.startswith("-") and nxt != "--"
-                    and nxt.split("=", 1)[0] not in known):
-                out.append(f"{t}={nxt}")
-                i += 2
-                continue
-            out.append(t)
-            i += 1
-        return out
+    return run_command(args)
 
 
-def _lazy(module: str, func: str) -> Callable[[argparse.Namespace], int]:
-    """Handler ``module.func(args)``, imported only when that subcommand runs (an ImportError
-    is a bug and surfaces as one)."""
-    def handler(args: argparse.Namespace) -> int:
-        return int(getattr(importlib.import_module(module), func)(args) or 0)
-    return handler
+def _status(args: argparse.Namespace) -> int:
+    from supervision.status import status_command
+
+    return status_command(args)
 
 
-# -- handlers that only exist here --------------------------------------------------------------
-def cmd_config_check(args: argparse.Namespace) -> int:
-    """``config check FILE``: print ``ok`` or every error with its JSON path; exit 2 on errors."""
-    from infra.config_io import ConfigFileError, load_config
-    from models.config import ConfigError
+def _stop(args: argparse.Namespace) -> int:
+    from supervision.status import stop_command
 
-    try:
-        load_config(args.file)
-    except ConfigFileError as e:
-        raise CliError(*e.errors) from None
-    except ConfigError as e:
-        for err in e.errors:
-            print(err)
-        return EXIT_BAD_INPUT
-    print("ok")
-    return EXIT_OK
+    return stop_command(args)
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    """``run``: check the files named on the command line, then ``launcher.run_bot``."""
-    for opt, p in (("--state-dir", args.state_dir), ("--log-dir", args.log_dir)):
-        if p is not None:
-            ca.check_output_dir(p, opt)
-    if args.sim_urls is not None:
-        ca.check_input_file(args.sim_urls, "--sim-urls")
-        try:
-            urls = json.loads(args.sim_urls.read_bytes())
-        except ValueError:
-            urls = None
-        if not isinstance(urls, dict):
-            raise CliError(f"--sim-urls {args.sim_urls}: not the JSON object 'sim --urls-file' "
-                           "writes")
-    return _lazy("supervision.launcher", "run_bot")(args)
+def _resume(args: argparse.Namespace) -> int:
+    from supervision.status import resume_command
+
+    return resume_command(args)
 
 
-def cmd_report(args: argparse.Namespace) -> int:
-    """``report``: refuse an ``--out`` that is a file before reading the log."""
-    ca.check_output_dir(args.out, "--out")
-    return _lazy("report.build", "report_command")(args)
+def _sim(args: argparse.Namespace) -> int:
+    from exchange_sim.cli import run_from_args
+
+    return run_from_args(args)
+
+
+def _backtest(args: argparse.Namespace) -> int:
+    from backtest.cli import backtest_command
+
+    return backtest_command(args)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from report.build import report_command
+
+    ca.check_output_dir(args.out, "--out")  # refuse a file before reading the log
+    return report_command(args)
+
+
+def _acceptance(args: argparse.Namespace) -> int:
+    from acceptance.checks import acceptance_command
+
+    return acceptance_command(args)
+
+
+def _config_check(args: argparse.Namespace) -> int:
+    from infra.config_io import config_check_command
+
+    return config_check_command(args)
 
 
 # -- the parser -----------------------------------------------------------------------------------
@@ -137,9 +87,9 @@ def _add_bot_location(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argparse tree of every subcommand."""
-    from exchange_sim import cli as sim_cli
+    from exchange_sim.cli import add_arguments as add_sim_arguments
 
-    parser = _Parser(
+    parser = OneLineParser(
         prog="gridbot",
         description="Adaptive grid-trading bot for Binance Spot and USDT-M Futures. "
                     "With no subcommand, 'run' starts the bot on the embedded exchange.",
@@ -165,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "(-vv: every log record)")
     out.add_argument("-q", "--quiet", action="store_true",
                      help="terminal: only warnings, errors and the session summary")
-    p.set_defaults(handler=cmd_run)
+    p.set_defaults(handler=_run)
 
     p = sub.add_parser("status", help="show the running bot's supervision tree and positions",
                        description="The running bot's supervision tree, positions, PnL and "
@@ -174,23 +124,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true",
                    help="machine-readable output (also when no bot runs: "
                         '{"running": false, ...})')
-    p.set_defaults(handler=_lazy("supervision.status", "status_command"))
+    p.set_defaults(handler=_status)
 
     p = sub.add_parser("stop", help="graceful shutdown of the running bot")
     _add_bot_location(p)
     p.add_argument("--mode", choices=("flatten", "cancel-only", "leave"), default=None,
                    help="what to do with positions (default: config supervision.shutdown_mode)")
-    p.set_defaults(handler=_lazy("supervision.status", "stop_command"))
+    p.set_defaults(handler=_stop)
 
     p = sub.add_parser("resume", help="resume trading after a drawdown halt")
     _add_bot_location(p)
     p.add_argument("--safe-mode", action="store_true",
                    help="re-admit only high-conviction entries")
-    p.set_defaults(handler=_lazy("supervision.status", "resume_command"))
+    p.set_defaults(handler=_resume)
 
     p = sub.add_parser("sim", help="run the embedded Binance-compatible exchange standalone")
-    sim_cli.add_arguments(p)
-    p.set_defaults(handler=sim_cli.run_from_args)
+    add_sim_arguments(p)
+    p.set_defaults(handler=_sim)
 
     p = sub.add_parser(
         "backtest", help="replay market data through the bot's actors",
@@ -226,14 +176,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write actor snapshots as live does (about 4x slower)")
     g.add_argument("--no-persist", action="store_true",
                    help="skip actor snapshot writes (the default)")
-    p.set_defaults(handler=_lazy("backtest.cli", "backtest_command"))
+    p.set_defaults(handler=_backtest)
 
     p = sub.add_parser("report", help="build the performance report from a JSON log")
     p.add_argument("logfile", type=ca.path, metavar="LOG",
                    help="gridbot.jsonl (or a directory holding gridbot*.jsonl)")
     p.add_argument("--out", type=ca.path, required=True, metavar="DIR",
                    help="directory for report.html, report.json and the charts")
-    p.set_defaults(handler=cmd_report)
+    p.set_defaults(handler=_report)
 
     p = sub.add_parser("acceptance", help="run the Milestone-1 acceptance checks on a venue")
     p.add_argument("--venue", choices=("sim", "testnet"), default="sim",
@@ -242,37 +192,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="config file (default: conf/default.json)")
     p.add_argument("--stable-seconds", type=ca.positive_seconds, default=None, metavar="S",
                    help="how long the streams must stay up (default 45 on sim, 3600 on testnet)")
-    p.set_defaults(handler=_lazy("acceptance.checks", "acceptance_command"))
+    p.set_defaults(handler=_acceptance)
 
     p = sub.add_parser("config", help="configuration tools")
     csub = p.add_subparsers(dest="config_command", metavar="ACTION", required=True)
     c = csub.add_parser("check", help="validate a config file: prints ok or every error")
     c.add_argument("file", type=ca.path, metavar="FILE", help="the config file to check")
-    c.set_defaults(handler=cmd_config_check)
+    c.set_defaults(handler=_config_check)
     return parser
-
-
-def _subparser(parser: argparse.ArgumentParser, tokens: list[str]) -> _Parser | None:
-    """The (sub)parser that parses ``tokens[...]`` after the command words."""
-    current: argparse.ArgumentParser = parser
-    for t in tokens[:2]:
-        spa = next((a for a in current._actions if isinstance(a, argparse._SubParsersAction)),
-                   None)
-        if spa is None or t not in spa.choices:
-            break
-        current = spa.choices[t]
-    return current if isinstance(current, _Parser) and current is not parser else None
-
-
-def _stdout_is_closed() -> bool:
-    """True when stdout is a pipe whose reader has gone (``gridbot status | head -1``)."""
-    try:
-        fd = sys.__stdout__.fileno() if sys.__stdout__ is not None else 1
-        poller = select.poll()
-        poller.register(fd, select.POLLOUT)
-        return any(ev & select.POLLERR for _, ev in poller.poll(0))
-    except (OSError, ValueError, AttributeError):
-        return False
 
 
 def _main(argv: Sequence[str] | None) -> int:
@@ -280,7 +207,7 @@ def _main(argv: Sequence[str] | None) -> int:
     if not tokens or (tokens[0].startswith("-") and tokens[0] not in ("-h", "--help")):
         tokens.insert(0, "run")
     parser = build_parser()
-    sub = _subparser(parser, tokens)
+    sub = subparser_for(parser, tokens)
     if sub is not None:
         n = 2 if tokens[0] == "config" else 1
         tokens = tokens[:n] + sub.glue_dash_values(tokens[n:])
@@ -308,7 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = _main(argv)
         sys.stdout.flush()
     except BrokenPipeError:
-        if not _stdout_is_closed():
+        if not stdout_is_closed():
             raise  # a socket, not our reader: a real failure
         # the reader stopped early: exit quietly, and let the interpreter's final flush of
         # stdout go nowhere instead of printing "Exception ignored ... BrokenPipeError"

@@ -29,8 +29,17 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from actors.streams import StreamManager
+from actors.venue_client import VenueClient, VenueEndpoints
+from exchange_sim.server import SimServer
+from infra.cli_args import CliError
+from infra.config_io import MissingCredentials, config_error_lines, load_config, load_credentials
+from infra.logs import configure_logging
 from models import messages as m
+from models.backoff import Backoff
+from models.config import ConfigError
 from models.enums import Market, OrderType, Side, TimeInForce, Venue
+from models.simconfig import SimConfig
 
 RECONNECT_LIMIT_S = 60.0
 
@@ -177,18 +186,6 @@ def run_checks(client: Any, streams: Any, events: _Events, symbol: str, market: 
 
 def acceptance_command(args: argparse.Namespace) -> int:
     """Entry point of ``python run.py acceptance``."""
-    from actors.streams import StreamManager
-    from actors.venue_client import VenueClient, VenueEndpoints
-    from infra.cli_args import CliError
-    from infra.config_io import (
-        MissingCredentials,
-        config_error_lines,
-        load_config,
-        load_credentials,
-    )
-    from infra.logs import configure_logging
-    from models.backoff import Backoff
-    from models.config import ConfigError
 
     try:
         cfg = load_config(getattr(args, "config", None))
@@ -208,8 +205,6 @@ def acceptance_command(args: argparse.Namespace) -> int:
     admin = None
     try:
         if venue is Venue.SIM:
-            from exchange_sim.server import SimServer
-            from models.simconfig import SimConfig
 
             tmp = tempfile.mkdtemp(prefix="gridbot-acceptance-")
             srv = SimServer(SimConfig(symbols=(symbol,), market=market.value, interval="5m",

@@ -30,6 +30,8 @@ from thespian.actors import ActorAddress, WakeupMessage
 from actors.base import GridActor
 from actors.gateway import GatewayActor
 from actors.strategy import StrategyActor
+from exchange_sim.marketdata import DataError, load_klines
+from exchange_sim.specs import default_specs
 from models import messages as m
 from models.enums import Market, OrderType, Side, TimeInForce
 
@@ -126,7 +128,6 @@ class LatencyGateway(GatewayActor):
         self._load_bars()
 
     def _load_bars(self) -> None:
-        from exchange_sim.marketdata import DataError, load_klines
 
         p = self.params
         first = int(p["first_bar_ms"])
@@ -152,7 +153,6 @@ class LatencyGateway(GatewayActor):
         if self.booted:
             return
         self.booted = True
-        from exchange_sim.specs import default_specs
 
         filters = default_specs(self.market)[self.symbol]
         self._route(m.SymbolFiltersLoaded(symbol=self.symbol, filters=filters,

@@ -46,6 +46,9 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.latency_actors import PARAMS_FILE, RESULT_FILE, default_params  # noqa: E402
+from models.config import Config, PortfolioConfig  # noqa: E402
+from models.enums import Market  # noqa: E402
+from supervision import launcher, netsec  # noqa: E402
 
 SYMBOL = "BTCUSDT"
 GATEWAY = "bench.latency_actors.LatencyGateway"
@@ -97,9 +100,6 @@ def summarize(samples: list[list[Any]]) -> dict[str, Any]:
 def run_once(mode: str, params: dict[str, Any], timeout_s: float,
              keep: bool = False) -> dict[str, Any]:
     """One actor system, one symbol tree; returns the gateway's result plus start-up figures."""
-    from models.config import Config, PortfolioConfig
-    from models.enums import Market
-    from supervision import launcher, netsec
 
     cfg = Config(portfolio=PortfolioConfig(symbols=(SYMBOL,), weights={SYMBOL: 1.0},
                                            markets={SYMBOL: Market.FUTURES}))

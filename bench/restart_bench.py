@@ -28,6 +28,10 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from actors.base import GridActor  # noqa: E402
+from models.config import Config, PortfolioConfig  # noqa: E402
+from models.enums import Market  # noqa: E402
+from models.messages import StatusReported, StatusRequested  # noqa: E402
+from supervision import launcher, netsec  # noqa: E402
 
 
 class _BenchActor(GridActor):
@@ -89,10 +93,6 @@ def _pss_kb(pid: int) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from models.config import Config, PortfolioConfig
-    from models.enums import Market
-    from models.messages import StatusReported, StatusRequested
-    from supervision import launcher, netsec
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--kills", type=int, default=8, help="kills per victim role")

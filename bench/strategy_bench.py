@@ -18,6 +18,7 @@ import msgspec
 import numpy as np
 
 from exchange_sim.marketdata import default_data_dir
+from models import messages as m
 from models.enums import Market
 from models.filters import SymbolFilters
 from models.strategy import (
@@ -28,6 +29,7 @@ from models.strategy import (
     StrategyParams,
     make_strategy,
 )
+from models.strategy.runner import StrategyRunner
 
 _ROOT = default_data_dir() or Path("/nonexistent")
 DATA = Path(_ROOT) / "klines/spot/BTCUSDT/BTCUSDT-1m-20210917-20211017.csv.gz"
@@ -50,8 +52,6 @@ def _runner_us(kind: str, rows: np.ndarray, filters: SymbolFilters) -> float:
     """us per KlineClosed through a ready ``StrategyRunner`` (futures), as the strategy actor
     runs it: commands applied to a minimal OMS stand-in (placed at once, never filled), open
     orders reported when they change."""
-    from models import messages as m
-    from models.strategy.runner import StrategyRunner
 
     params = StrategyParams(kind=kind)
     r = StrategyRunner(params, "BTCUSDT", Market.FUTURES, 0.45, 0.3, 5.0, 60_000)

@@ -17,7 +17,9 @@ import re
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
+from models.config import SYMBOL_RE
 from models.timeframes import INTERVAL_MS, parse_time
+from models.walkforward import WalkForwardError, parse_spec
 
 EXIT_OK, EXIT_FAIL, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -102,7 +104,6 @@ def utc_time(text: str) -> str:
 
 def symbol_list(text: str) -> tuple[str, ...]:
     """Comma-separated USDT symbols (``BTCUSDT,ETHUSDT``; case does not matter)."""
-    from models.config import SYMBOL_RE
 
     out: list[str] = []
     for raw in (p.strip() for p in text.split(",")):
@@ -121,7 +122,6 @@ def symbol_list(text: str) -> tuple[str, ...]:
 
 def walk_forward(text: str) -> str:
     """``TRAIN_DAYS:TEST_DAYS`` (whole days >= 1); returned as given."""
-    from models.walkforward import WalkForwardError, parse_spec
 
     try:
         parse_spec(text)

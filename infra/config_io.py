@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from infra.cli_args import EXIT_BAD_INPUT, EXIT_OK, CliError
+from infra.logs import register_secret
 from models.config import Config, ConfigError, parse_config
 from models.enums import Venue
 
@@ -68,8 +71,22 @@ def load_credentials(venue: Venue, environ: dict[str, str] | None = None) -> Cre
         raise MissingCredentials(
             f"venue {venue.value!r} needs BINANCE_API_KEY and BINANCE_API_SECRET in the "
             "environment (keys are never read from files)")
-    from infra.logs import register_secret
 
     register_secret(key)
     register_secret(secret)
     return Credentials(key, secret)
+
+
+def config_check_command(args: argparse.Namespace) -> int:
+    """``config check FILE``: print ``ok`` or every error with its JSON path; exit 2 on errors
+    (an unreadable file: one line on stderr)."""
+    try:
+        load_config(args.file)
+    except ConfigFileError as e:
+        raise CliError(*e.errors) from None
+    except ConfigError as e:
+        for err in e.errors:
+            print(err)
+        return EXIT_BAD_INPUT
+    print("ok")
+    return EXIT_OK

@@ -15,7 +15,6 @@ the launcher plus that session; ``bot.json`` records both ids.
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import os
 import signal
@@ -25,10 +24,23 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from infra.cli_args import parse_duration, parse_speed
+from actors.gateway import SIM_URLS_FILE
+from exchange_sim.embedded import sim_config_for_bot, start_for_bot
+from infra.cli_args import (
+    CliError,
+    check_input_file,
+    check_output_dir,
+    parse_duration,
+    parse_speed,
+)
+from infra.config_io import MissingCredentials, config_error_lines, load_config, load_credentials
+from infra.logs import JSON_FILE, add_append_sink, configure_logging, log_event, thespian_log_defs
+from infra.store import CorruptStateError, StateStoreError, check_database_file
 from models.config import Config, ConfigError, config_to_json
 from models.enums import Venue
+from models.messages import ActorReady, StopTrading, TradingStopped
 from supervision import netsec
+from supervision.console import SessionConsole, verbosity_from
 from supervision.tree import (
     ROOT_CLASS,
     ROOT_GLOBAL_NAME,
@@ -45,8 +57,6 @@ EXIT_OK, EXIT_FAIL, EXIT_BAD_INPUT = 0, 1, 2
 BOT_FILE = "bot.json"
 STOP_REQUEST_FILE = "stop_request.json"
 SYSTEM_BASE = "multiprocTCPBase"
-#: Hook for the embedded exchange: ``module:function(cfg, args, state_dir) -> stop callable``.
-VENUE_HOOK = "exchange_sim.embedded:start_for_bot"
 
 
 # -- small pure helpers ---------------------------------------------------------------------------
@@ -107,7 +117,6 @@ def bot_is_running(state_dir: Path) -> dict[str, Any] | None:
 
 def check_state_files(state_dir: Path) -> list[str]:
     """Errors for every corrupt state DB in ``state_dir`` (files are opened read-only)."""
-    from infra.store import CorruptStateError, StateStoreError, check_database_file
 
     errors: list[str] = []
     if not state_dir.exists():
@@ -129,8 +138,6 @@ def start_actor_system(admin_port: int, log_dir: Path | None, *, bind_host: str 
     """A new multiprocTCPBase system whose every socket binds ``bind_host`` (loopback)."""
     netsec.install(bind_host, allow_remote)
     from thespian.actors import ActorSystem
-
-    from infra.logs import thespian_log_defs
 
     log_defs: Any = (thespian_log_defs(log_dir, rotation, retention) if log_dir is not None
                      else False)
@@ -155,7 +162,6 @@ def root_address(asys: Any) -> Any:
 
 def start_tree(asys: Any, start: StartRootTree, timeout_s: float) -> tuple[Any, int]:
     """Create the root, send ``StartRootTree`` and wait for its ``ActorReady``."""
-    from models.messages import ActorReady
 
     root = root_address(asys)
     reply = asys.ask(root, start, timeout_s)
@@ -210,7 +216,6 @@ def ping_root(asys: Any, root: Any, timeout_s: float = 2.0) -> TreePong | None:
 def stop_trading(asys: Any, root: Any, mode: str, timeout_s: float,
                  interrupted: Callable[[], bool] = lambda: False) -> bool:
     """Send ``StopTrading(mode)`` and wait for the aggregated ``TradingStopped``."""
-    from models.messages import StopTrading, TradingStopped
 
     asys.tell(root, StopTrading(mode=mode))
     deadline = time.monotonic() + timeout_s
@@ -256,21 +261,14 @@ class _Signals:
 
 def _start_venue(cfg: Config, args: argparse.Namespace, state_dir: Path
                  ) -> Callable[[], None] | None:
-    """Embedded exchange / venue URLs. ``--sim-urls`` is copied to the state dir, where the
-    gateway reads it; otherwise ``VENUE_HOOK`` (the lead's embedded start) runs if it exists."""
+    """Venue URLs for the gateways: ``--sim-urls`` is copied to the state dir, where the
+    gateway reads it; on ``venue: sim`` the embedded exchange is started (its stop handle is
+    returned); testnet/live need nothing here."""
     sim_urls = getattr(args, "sim_urls", None)
     if sim_urls is not None:
-        from actors.gateway import SIM_URLS_FILE
-
         (state_dir / SIM_URLS_FILE).write_bytes(Path(sim_urls).read_bytes())
         return None
-    mod_name, _, fn_name = VENUE_HOOK.partition(":")
-    try:
-        mod = importlib.import_module(mod_name)
-    except ModuleNotFoundError:
-        return None
-    fn = getattr(mod, fn_name, None)
-    return fn(cfg, args, state_dir) if fn is not None else None
+    return start_for_bot(cfg, args, state_dir)
 
 
 def _await_orphan(state_dir: Path, info: dict[str, Any], wait_s: float = 30.0
@@ -297,16 +295,31 @@ def _effective_speed(cfg: Config, args: argparse.Namespace) -> str | float | Non
     bot starts it; ``--speed`` otherwise)."""
     speed = getattr(args, "speed", None)
     if speed is None and cfg.venue is Venue.SIM and getattr(args, "sim_urls", None) is None:
-        from exchange_sim.embedded import sim_config_for_bot
 
         return sim_config_for_bot(cfg, args, Path(".")).speed
     return speed
 
 
+def run_command(args: argparse.Namespace) -> int:
+    """``python run.py run``: check the files named on the command line (one line and exit 2
+    for a bad one), then ``run_bot``."""
+    for opt, p in (("--state-dir", args.state_dir), ("--log-dir", args.log_dir)):
+        if p is not None:
+            check_output_dir(p, opt)
+    if args.sim_urls is not None:
+        check_input_file(args.sim_urls, "--sim-urls")
+        try:
+            urls = json.loads(args.sim_urls.read_bytes())
+        except ValueError:
+            urls = None
+        if not isinstance(urls, dict):
+            raise CliError(f"--sim-urls {args.sim_urls}: not the JSON object 'sim --urls-file' "
+                           "writes")
+    return run_bot(args)
+
+
 def run_bot(args: argparse.Namespace) -> int:
     """``python run.py run``: start the supervised bot and run until stopped."""
-    from infra.config_io import config_error_lines, load_config
-    from infra.logs import JSON_FILE, add_append_sink, configure_logging, log_event
 
     try:
         cfg = load_config(getattr(args, "config", None))
@@ -314,7 +327,6 @@ def run_bot(args: argparse.Namespace) -> int:
         for line in config_error_lines(e, getattr(args, "config", None)):
             print(f"gridbot run: {line}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    from infra.config_io import MissingCredentials, load_credentials
 
     try:
         load_credentials(cfg.venue)  # testnet/live: refuse to start without keys
@@ -349,7 +361,6 @@ def run_bot(args: argparse.Namespace) -> int:
     (state_dir / STOP_REQUEST_FILE).unlink(missing_ok=True)
     # the terminal shows the JSON log (every process's records, the launcher's too) as it is
     # written: supervision.console follows it from here, so no stderr sink of our own
-    from supervision.console import SessionConsole, verbosity_from
 
     console = SessionConsole(
         log_dir / JSON_FILE, quote=cfg.portfolio.quote_asset, sim_venue=cfg.venue is Venue.SIM,
@@ -420,7 +431,6 @@ def _run_until_stopped(asys: Any, root: Any, cfg: Config, state_dir: Path, sigs:
     """Main loop: watch signals, the duration (``wall_limit`` seconds of wall time, or
     ``sim_limit`` = (sim clock in ms, its value at the start, duration in ms)) and the root;
     then the graceful stop."""
-    from infra.logs import log_event
 
     t0 = time.monotonic()
     next_ping = t0 + 5.0

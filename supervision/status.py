@@ -18,6 +18,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from infra.cli_args import CliError
+from infra.config_io import config_error_lines, load_config
+from models.config import ConfigError
+from models.messages import ResumeTrading, StatusReported, StatusRequested, TradingStateChanged
 from supervision import launcher
 
 EXIT_OK, EXIT_FAIL = 0, 1
@@ -30,9 +34,6 @@ def _state_dir(args: argparse.Namespace) -> Path:
     error: guessing another directory would report on the wrong bot)."""
     if getattr(args, "state_dir", None):
         return Path(args.state_dir)
-    from infra.cli_args import CliError
-    from infra.config_io import config_error_lines, load_config
-    from models.config import ConfigError
 
     try:
         return Path(load_config(getattr(args, "config", None)).state_dir)
@@ -55,7 +56,6 @@ def _connect(info: dict[str, Any]) -> tuple[Any, Any]:
 
 def fetch_status(info: dict[str, Any], timeout_s: float = ASK_TIMEOUT_S) -> dict[str, Any] | None:
     """The root's aggregated status tree (None if it did not answer)."""
-    from models.messages import StatusReported, StatusRequested
 
     asys, root = _connect(info)
     reply = asys.ask(root, StatusRequested(), timeout_s)
@@ -189,7 +189,6 @@ def stop_command(args: argparse.Namespace) -> int:
 
 def resume_command(args: argparse.Namespace) -> int:
     """``run.py resume [--safe-mode]``: lift a drawdown halt (the portfolio decides)."""
-    from models.messages import ResumeTrading, StatusReported, TradingStateChanged
 
     _, info = _find_bot(args, "resume")
     if info is None:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 import run
+from infra.cli_parser import subparser_for
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -303,7 +304,7 @@ def test_help_piped_into_head() -> None:
 
 def test_dash_value_is_glued_to_its_option() -> None:
     parser = run.build_parser()
-    sub = run._subparser(parser, ["run"])
+    sub = subparser_for(parser, ["run"])
     assert sub is not None
     assert sub.glue_dash_values(["--duration", "-1h", "--speed", "-3", "--config", "c.json"]) \
         == ["--duration=-1h", "--speed=-3", "--config", "c.json"]
@@ -313,16 +314,6 @@ def test_dash_value_is_glued_to_its_option() -> None:
 
 def test_bare_import_error_surfaces(monkeypatch: pytest.MonkeyPatch) -> None:
     # no "not available yet" fallback any more: a missing module is a bug and says so
-    import importlib
-
-    real = importlib.import_module
-
-    def fake(name: str, *a: object) -> object:
-        if name == "supervision.status":
-            raise ModuleNotFoundError("No module named 'supervision.status'",
-                                      name="supervision.status")
-        return real(name, *a)
-
-    monkeypatch.setattr(importlib, "import_module", fake)
+    monkeypatch.setitem(sys.modules, "supervision.status", None)  # import raises
     with pytest.raises(ModuleNotFoundError):
         run.main(["status", "--state-dir", "/nonexistent"])
