@@ -32,6 +32,7 @@ import gc
 import json
 import logging
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -131,22 +132,36 @@ class _ActorErrors(logging.Handler):
 
 
 class Progress:
-    """Progress on stderr (a tqdm bar on a terminal, nothing otherwise): bars done, sim date,
-    bars/s, ETA."""
+    """Progress on stderr: a tqdm bar on a terminal; elsewhere (a log file, CI) a plain line
+    at every tenth of the run: share done, sim date, bars/s, ETA."""
 
     def __init__(self, total: int, enabled: bool) -> None:
-        self.bar = tqdm(total=max(1, total), unit="bar", unit_scale=True, mininterval=0.5,
-                        smoothing=0.1, leave=True, disable=None if enabled else True)
+        self.total = max(1, total)
+        self.enabled = enabled
+        self.tty = enabled and sys.stderr.isatty()
+        self.bar = tqdm(total=self.total, unit="bar", unit_scale=True, mininterval=0.5,
+                        smoothing=0.1, leave=True, disable=not self.tty)
         self.done = 0
+        self.t0 = time.perf_counter()
+        self.next_tenth = 1
 
     def update(self, done: int, sim_ms: int, force: bool = False) -> None:
-        if self.bar.disable:
+        if not self.enabled:
             return
-        if done > self.done:
-            self.bar.update(done - self.done)
-            self.done = done
-        if force or done % 2048 < 4:
-            self.bar.set_postfix_str(fmt_ms(sim_ms)[:16], refresh=force)
+        if self.tty:
+            if done > self.done:
+                self.bar.update(done - self.done)
+            if force or done % 2048 < 4:
+                self.bar.set_postfix_str(fmt_ms(sim_ms)[:16], refresh=force)
+        elif done * 10 >= self.next_tenth * self.total or (force and done > self.done):
+            self.next_tenth = done * 10 // self.total + 1
+            el = max(1e-9, time.perf_counter() - self.t0)
+            rate = done / el
+            eta = (self.total - done) / rate if rate > 0 else 0.0
+            print(f"gridbot backtest: {100 * done // self.total:3d}% {fmt_ms(sim_ms)[:16]}  "
+                  f"{rate:,.0f} bars/s  ETA {int(eta) // 60}:{int(eta) % 60:02d}",
+                  file=sys.stderr, flush=True)
+        self.done = done
 
     def close(self) -> None:
         self.bar.close()

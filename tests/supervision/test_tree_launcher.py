@@ -269,7 +269,7 @@ def test_duration_on_the_sim_clock_stops_the_loop(monkeypatch: pytest.MonkeyPatc
         return sim["ms"]
 
     logged: list[str] = []
-    monkeypatch.setattr("infra.logs.log_event", lambda ev, *a, **k: logged.append(ev))
+    monkeypatch.setattr(launcher, "log_event", lambda ev, *a, **k: logged.append(ev))
     t0 = time.monotonic()
     code = launcher._run_until_stopped(FakeSystem(), None, Config(), Path("/nonexistent"),
                                        launcher._Signals(), None, (clock, 1_000, 3_600_000))
