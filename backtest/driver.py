@@ -49,6 +49,7 @@ from actors.portfolio import PortfolioActor
 from actors.risk import RiskActor
 from actors.strategy import StrategyActor
 from backtest.feeds import load_feeds, make_engines
+from backtest.gateway import BacktestGatewayActor
 from backtest.options import (
     KEEP_EVENTS,
     NS,
@@ -59,7 +60,6 @@ from backtest.options import (
 from backtest.outputs import write_equity_csv, write_report, write_trades_csv
 from backtest.runtime import InProcessSystem, LocalAddress
 from backtest.venue import (
-    BacktestGatewayActor,
     BacktestVenue,
     SymbolFeed,
     register_venue,
