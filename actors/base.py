@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 
 from thespian.actors import ActorAddress, ActorExitRequest, ActorTypeDispatcher
 
-from infra.store import StateStore
+from infra.store import Mirror, StateStore
 from models.config import Config, config_from_json
 from models.messages import (
     ActorReady,
@@ -150,7 +150,8 @@ class GridActor(ActorTypeDispatcher):
     def persist(self, outbox: tuple[tuple[str, str, bytes], ...] = ()) -> list[int]:
         """Write this actor's snapshot and ``outbox`` entries in one transaction."""
         assert self.store is not None, "persist() before StartActor"
-        ids = self.store.save_snapshot(self.actor_name, SNAPSHOT_VERSION, self.snapshot(), outbox)
+        ids = self.store.save_snapshot(self.actor_name, SNAPSHOT_VERSION, self.snapshot(), outbox,
+                                       mirror=self.mirror())
         self.last_snapshot_at = time.time()
         return ids
 
@@ -161,6 +162,10 @@ class GridActor(ActorTypeDispatcher):
 
     def restore(self, blob: bytes | None) -> None:
         """Rebuild state from ``snapshot()`` bytes (None: first start)."""
+
+    def mirror(self) -> Mirror | None:
+        """Readable rows written with each snapshot (``infra.store.Mirror``; None: none)."""
+        return None
 
     def on_start(self) -> None:
         """After restore, before ``ActorReady``."""

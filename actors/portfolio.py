@@ -15,6 +15,8 @@ from thespian.actors import ActorAddress, WakeupMessage
 
 from actors.base import GridActor
 from infra.clock import now_ms, now_ns
+from infra.store import Mirror
+from infra.version import VERSION as GRIDBOT_VERSION
 from models import messages as m
 from models.portfolio_service import (
     REPLY,
@@ -23,6 +25,7 @@ from models.portfolio_service import (
     decode_portfolio_state,
     encode_portfolio_state,
 )
+from models.timeframes import fmt_ms
 
 TICK_TOKEN = "portfolio-tick"
 
@@ -36,6 +39,7 @@ class PortfolioActor(GridActor):
         super().__init__(*args, **kwargs)
         self.core: PortfolioCore | None = None
         self._tick_due: float | None = None  # clock time (s) of the armed timer
+        self.started_at = ""
 
     # -- lifecycle ------------------------------------------------------------------------------
     def snapshot(self) -> bytes:
@@ -47,6 +51,9 @@ class PortfolioActor(GridActor):
         self.core = PortfolioCore(
             p.symbols, dict(p.weights), dict(p.markets), p.leverage_cap, p.utilization,
             self.config.risk, state=decode_portfolio_state(blob) if blob else None)
+
+    def on_start(self) -> None:
+        self.started_at = fmt_ms(now_ms())
 
     def on_wired(self) -> None:
         assert self.core is not None
@@ -61,6 +68,16 @@ class PortfolioActor(GridActor):
         if self.core is not None:
             base.update(self.core.status())
         return base
+
+    def mirror(self) -> Mirror | None:
+        """The readable ``app_state`` rows: version, start time, trading state, equity."""
+        if self.core is None:
+            return None
+        st = self.core.status()
+        return Mirror(app={"gridbot_version": GRIDBOT_VERSION, "started_at": self.started_at,
+                           "trading_state": st["trading_state"], "halted": st["halted"],
+                           "drawdown_level": st["drawdown_level"], "equity": st["equity"],
+                           "peak_equity": st["peak_equity"]})
 
     # -- effects --------------------------------------------------------------------------------
     def _apply(self, fx: PortfolioEffects, sender: ActorAddress | None = None) -> None:

@@ -15,6 +15,7 @@ from thespian.actors import ActorAddress, WakeupMessage
 
 from actors.base import GridActor
 from infra.clock import now_ns
+from infra.store import Mirror
 from models import messages as m
 from models.risk_service import (
     MISMATCH_GRACE_NS,
@@ -68,6 +69,14 @@ class RiskActor(GridActor):
         if self.core is not None:
             base.update(self.core.status())
         return base
+
+    def mirror(self) -> Mirror | None:
+        """The symbol's row of the readable ``positions`` table (exact decimals)."""
+        if self.core is None:
+            return None
+        lg, mark = self.core.ledger, self.core.s.mark
+        return Mirror(position=(self.symbol, str(lg.qty), str(lg.avg_entry),
+                                str(lg.unrealized(mark)) if mark else None))
 
     # -- effects --------------------------------------------------------------------------------
     def _apply(self, fx: RiskEffects, sender: ActorAddress | None = None) -> None:

@@ -18,6 +18,7 @@ from thespian.actors import ActorAddress
 
 from actors.base import GridActor
 from infra.clock import now_ms
+from infra.store import Mirror
 from models import messages as m
 from models.config import base_interval
 from models.strategy.runner import StrategyRunner, restore_runner
@@ -92,6 +93,19 @@ class StrategyActor(GridActor):
         if self.runner is not None:
             base.update(self.runner.status())
         return base
+
+    def mirror(self) -> Mirror | None:
+        """The readable ``strategy_state`` row: readiness, position, orders, the last bar's
+        six system values, L and S (the exact state is the snapshot)."""
+        if self.runner is None:
+            return None
+        v = self.runner.last_values
+        values = None if v is None else {
+            "ts_ms": v.ts_ms, "b_up": v.b_up, "c_up": v.c_up,
+            "b_down": v.b_down, "c_down": v.c_down, "b_neu": v.b_neu, "c_neu": v.c_neu,
+            "L": v.L, "S": v.S, "atr": v.atr, "long_ok": v.long_ok, "short_ok": v.short_ok}
+        return Mirror(strategy=(self.symbol, {**self.runner.status(), "values": values,
+                                              "kind": self.runner.params.kind}))
 
     # -- helpers ----------------------------------------------------------------------------------
     def _send(self, cmds: list[m.Message]) -> None:

@@ -11,7 +11,11 @@ Tables (plan Appendix B, extended):
 * ``orders`` keyed by our deterministic ``client_order_id``; ``exchange_order_id`` is nullable so
   the intent is written *before* the exchange replies.
 * ``fills`` keyed by exchange trade id: a fill is applied once.
-* ``positions``, ``strategy_state`` as in the plan.
+* ``positions``, ``strategy_state``, ``app_state`` as in the plan: a human-readable mirror an
+  operator can query with ``sqlite3`` (a symbol's position with exact decimal strings, the
+  strategy's readable state as JSON, the portfolio's version / start time / trading state),
+  written by the actors in the same transaction as their snapshot (``Mirror``). The snapshot
+  stays the one source the bot restores from; the mirror is never read back.
 * ``snapshots`` one row per actor: version, msgpack blob, updated_at.
 * ``journal`` append-only outbox/event journal; an outbox row is ``pending`` until its side
   effect is confirmed.
@@ -29,6 +33,7 @@ import json
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -164,6 +169,18 @@ def check_database_file(path: Path, full: bool = False) -> None:
         raise CorruptStateError(path, f"{pragma}: " + "; ".join(problems[:5]))
 
 
+@dataclass(frozen=True)
+class Mirror:
+    """The readable rows written with a snapshot, in its transaction (plan Appendix B)."""
+
+    #: (symbol, size, entry_price, unrealized_pnl): exact decimal strings
+    position: tuple[str, str, str, str | None] | None = None
+    #: (symbol, JSON-able state)
+    strategy: tuple[str, dict[str, Any]] | None = None
+    #: ``app_state`` keys and JSON-able values
+    app: dict[str, Any] | None = None
+
+
 class StateStore:
     """One SQLite state file. Not thread-safe: one instance per actor/process."""
 
@@ -247,13 +264,14 @@ class StateStore:
         orders: Sequence[dict[str, Any]] = (),
         fills: Sequence[dict[str, Any]] = (),
         done_refs: Sequence[str] = (),
+        mirror: Mirror | None = None,
         _between: Callable[[], None] | None = None,
     ) -> list[int]:
         """Upsert ``actor``'s snapshot, append ``outbox`` entries (kind, ref, payload), upsert
-        ``orders`` rows, record ``fills`` and mark pending outbox entries whose ref is in
-        ``done_refs`` done — all in one
-        transaction. Returns the new journal ids. ``_between`` is a test hook run between the
-        snapshot and the outbox writes."""
+        ``orders`` rows, record ``fills``, mark pending outbox entries whose ref is in
+        ``done_refs`` done and write the readable ``mirror`` rows — all in one transaction.
+        Returns the new journal ids. ``_between`` is a test hook run between the snapshot and
+        the outbox writes."""
         ids: list[int] = []
         with self.transaction():
             now = _now()
@@ -273,6 +291,8 @@ class StateStore:
                 "updated_at=excluded.updated_at",
                 (actor, version, blob, _now()),
             )
+            if mirror is not None:
+                self._write_mirror(mirror)
             if _between is not None:
                 _between()
             for kind, ref, payload in outbox:
@@ -283,6 +303,14 @@ class StateStore:
                 )
                 ids.append(int(cur.lastrowid))
         return ids
+
+    def _write_mirror(self, mirror: Mirror) -> None:
+        if mirror.position is not None:
+            self.upsert_position(*mirror.position)
+        if mirror.strategy is not None:
+            self.set_strategy_state(*mirror.strategy)
+        for key, value in (mirror.app or {}).items():
+            self.set_app_state(key, value)
 
     def load_snapshot(self, actor: str) -> tuple[int, bytes, float] | None:
         """``(version, blob, updated_at)`` of ``actor``'s snapshot, or None."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import multiprocessing as mp
 import os
 import signal
@@ -17,6 +18,7 @@ import pytest
 from infra.store import (
     SCHEMA_VERSION,
     CorruptStateError,
+    Mirror,
     SchemaTooNewError,
     StateStore,
 )
@@ -158,3 +160,25 @@ def test_concurrent_writers_do_not_fail(tmp_path: Path) -> None:
         assert p.exitcode == 0
     with StateStore(db) as s:
         assert len(s.journal()) == 300
+
+
+def test_the_readable_mirror_commits_with_the_snapshot_or_not_at_all(tmp_path: Path) -> None:
+    store = StateStore(tmp_path / "s.db")
+    mirror = Mirror(position=("BTCUSDT", "0.012", "94210.5", "-1.2"),
+                    strategy=("BTCUSDT", {"L": 0.4, "warm": True}),
+                    app={"trading_state": "ACTIVE"})
+    store.save_snapshot("risk", 1, b"blob", mirror=mirror)
+    assert [(r["size"], r["entry_price"]) for r in store.positions()] == [("0.012", "94210.5")]
+    assert store.get_app_state("trading_state") == "ACTIVE"
+
+    def crash() -> None:
+        raise RuntimeError("power cut")
+
+    later = Mirror(position=("BTCUSDT", "0.024", "94000", None), app={"trading_state": "HALTED"})
+    with pytest.raises(RuntimeError):
+        store.save_snapshot("risk", 1, b"blob2", mirror=later, _between=crash)
+    assert store.load_snapshot("risk")[1] == b"blob"  # neither the snapshot...
+    assert [r["size"] for r in store.positions()] == ["0.012"]  # ...nor its mirror moved
+    assert store.get_app_state("trading_state") == "ACTIVE"
+    row = store.db.execute("SELECT state_json FROM strategy_state").fetchone()
+    assert json.loads(row[0]) == {"L": 0.4, "warm": True}
