@@ -1,9 +1,7 @@
 """Public market-data REST endpoints, spot (``/api/v3``) and futures (``/fapi/v1|v2``).
 
-Everything is derived from the replay with no look-ahead (see ``exchange_sim.replay``). The
-order book is synthesized around the last price: best bid = last price, best ask = one tick
-above, ``limit`` levels one tick apart, each level's quantity a share of the last closed bar's
-volume (at least the minimum quantity).
+Everything is derived from the replay with no look-ahead (see ``exchange_sim.replay``); the
+order book is the one synthesized around the last price (``exchange_sim.quotes``).
 """
 
 from __future__ import annotations

@@ -20,8 +20,9 @@ false``) every ``KLINE_UPDATE_S`` (2) seconds of wall time while the clock runs,
 as its intrabar path has gone (``Feed.progress``). Klines of every interval that is a whole
 multiple of the replayed one are aggregated; a stream the replay cannot serve (a finer interval,
 a symbol not replayed) is refused: the connection is closed with code 1008 and the reason, or a
-SUBSCRIBE gets an error reply, and the sim logs a WARNING. Clients may SUBSCRIBE / UNSUBSCRIBE /
-LIST_SUBSCRIPTIONS.
+SUBSCRIBE gets an error reply, and the sim logs a WARNING (SIM_STREAM_REFUSED). Clients may
+SUBSCRIBE / UNSUBSCRIBE / LIST_SUBSCRIPTIONS. This module holds the connections, the client
+messages and the fan-out; the market events themselves are built by ``exchange_sim.ws_market``.
 """
 
 from __future__ import annotations
