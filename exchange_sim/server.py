@@ -78,7 +78,7 @@ class SimServer:
         self.account_of = {k: ("main" if k == cfg.api_key else f"acct{i}")
                            for i, k in enumerate(self.keys)}
         self.specs: dict[str, dict[str, SymbolFilters]] = {}
-        self.engines: dict[str, Any] = {}
+        self.engines: dict[str, Engine] = {}
         fill = FillConfig(fill_on_touch=cfg.fill_on_touch, max_volume_share=cfg.max_volume_share,
                           market_slippage_bps=cfg.market_slippage_bps)
         for m in self.markets:
