@@ -28,8 +28,8 @@ from exchange_sim.marketdata import DataError
 from exchange_sim.server import SimServer
 from infra.config_io import load_config
 from infra.logs import log_event
-from models.config import ConfigError
-from models.simconfig import SimConfig, replay_for_bot
+from models.config import ConfigError, replay_for_bot
+from models.simconfig import SimConfig
 
 #: The readable line of ``python run.py sim`` on stderr: time, level and the message (the
 #: event name and context go to the bot's JSON log when the sim runs inside the bot).

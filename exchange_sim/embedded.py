@@ -24,9 +24,9 @@ import msgspec
 from exchange_sim.replay import iso
 from exchange_sim.server import SimServer
 from infra.logs import log_event
-from models.config import Config
+from models.config import Config, replay_for_bot
 from models.enums import Venue
-from models.simconfig import SimConfig, replay_for_bot
+from models.simconfig import SimConfig
 
 SIM_URLS_FILE = "sim_urls.json"
 SIM_STATE_FILE = "exchange_sim.json"

@@ -52,9 +52,6 @@ from exchange_sim.synthetic import generate
 from models.enums import Market
 from models.timeframes import INTERVAL_MS, fmt_ms
 
-#: the parsed-file cache under its former name (``bench/marketdata_bench.py`` clears it)
-_parse_ohlc_cached = parse_ohlc_cached
-
 
 # -- data directory ------------------------------------------------------------------------------
 def default_data_dir() -> Path | None:

@@ -9,14 +9,9 @@ from __future__ import annotations
 
 import hashlib
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Literal
 
 import msgspec
-
-from models.timeframes import INTERVAL_MS
-
-if TYPE_CHECKING:  # models.config embeds SimConfig: a runtime import would be a cycle
-    from models.config import Config
 
 
 def _derive(seed: str, n: int) -> str:
@@ -118,18 +113,3 @@ class SimConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     def markets(self) -> tuple[str, ...]:
         """The markets served: ('spot',), ('futures',) or both."""
         return ("spot", "futures") if self.market == "both" else (self.market,)
-
-
-def replay_for_bot(cfg: Config) -> dict[str, Any]:
-    """What an exchange must replay for this bot: ``SimConfig`` fields ``symbols``, ``market``
-    (the portfolio's; "both" when it mixes them), ``interval`` (the strategy's base bar) and
-    ``warmup_bars`` (enough history before the start for the strategy's warm-up)."""
-    pf = cfg.portfolio
-    markets = {pf.market_of(s).value for s in pf.symbols}
-    market = markets.pop() if len(markets) == 1 else "both"
-    # the strategy's base bar, as models.config.base_interval has it (not importable here)
-    interval = cfg.gateway.kline_intervals[0]
-    iv_ms = INTERVAL_MS[interval]
-    warmup_bars = max(cfg.sim.warmup_bars, cfg.strategy.history_bars(iv_ms) + 50)
-    return {"symbols": list(pf.symbols), "market": market, "interval": interval,
-            "warmup_bars": warmup_bars}

@@ -12,7 +12,7 @@ import pytest
 from exchange_sim.cli import config_from_args, run_from_args
 from exchange_sim.cli_options import add_arguments
 from infra.config_io import load_config
-from models.simconfig import replay_for_bot
+from models.config import replay_for_bot
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -12,9 +12,9 @@ import pytest
 
 from exchange_sim.client import client_classes
 from exchange_sim.embedded import SIM_URLS_FILE, sim_config_for_bot, start_for_bot
-from models.config import Config, GatewayConfig, PortfolioConfig, base_interval
+from models.config import Config, GatewayConfig, PortfolioConfig, base_interval, replay_for_bot
 from models.enums import Market, Venue
-from models.simconfig import SimConfig, replay_for_bot
+from models.simconfig import SimConfig
 
 
 def test_sim_config_follows_the_bot_config(tmp_path: Path) -> None:
