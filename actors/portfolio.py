@@ -15,6 +15,7 @@ from thespian.actors import ActorAddress, WakeupMessage
 
 from actors.base import GridActor
 from infra.clock import now_ms, now_ns
+from infra.logs import log_event
 from models import messages as m
 from models.portfolio_service import (
     REPLY,
@@ -68,8 +69,6 @@ class PortfolioActor(GridActor):
         if fx.changed:
             self.persist()
         if fx.logs:
-            from infra.logs import log_event
-
             for event, level, ctx in fx.logs:
                 ctx = dict(ctx)
                 symbol = ctx.pop("symbol", "")

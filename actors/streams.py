@@ -52,6 +52,7 @@ import aiohttp
 import msgspec
 
 from infra.clock import now_ms, now_ns
+from infra.logs import log_event
 from models import messages as m
 from models.backoff import Backoff
 from models.enums import Market
@@ -684,8 +685,6 @@ class StreamManager:
 
 def _log(event: str, msg: str, **ctx: Any) -> None:
     try:
-        from infra.logs import log_event
-
         log_event(event, msg, level="WARNING", **ctx)
     except Exception:  # noqa: BLE001 - logging must never break the stream thread
         pass

@@ -43,6 +43,7 @@ from urllib.parse import urlparse
 import requests
 from binance import Client
 from binance.exceptions import BinanceAPIException, BinanceRequestException
+from urllib3.exceptions import MaxRetryError, NewConnectionError
 
 from models import binance_parse as bp
 from models import messages as m
@@ -179,8 +180,6 @@ def _never_connected(e: Exception | None) -> bool:
     if isinstance(e, requests.exceptions.ConnectTimeout):
         return True
     if isinstance(e, requests.exceptions.ConnectionError) and e.args:
-        from urllib3.exceptions import MaxRetryError, NewConnectionError
-
         inner = e.args[0]
         reason = getattr(inner, "reason", None) if isinstance(inner, MaxRetryError) else inner
         return isinstance(reason, NewConnectionError)

@@ -37,7 +37,7 @@ import numpy as np
 from thespian.actors import ActorAddress
 
 from actors.base import GridActor
-from actors.gateway import ROUTES
+from actors.routes import ROUTES
 from exchange_sim.engine import (
     AccountEvent,
     CancelReplaceError,
