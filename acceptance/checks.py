@@ -178,7 +178,8 @@ def run_checks(client: Any, streams: Any, events: _Events, symbol: str, market: 
 def acceptance_command(args: argparse.Namespace) -> int:
     """Entry point of ``python run.py acceptance``."""
     from actors.streams import StreamManager
-    from actors.venue_client import VenueClient, VenueEndpoints
+    from actors.venue_client import VenueClient
+    from actors.venue_endpoints import VenueEndpoints
     from infra.cli_args import CliError
     from infra.config_io import (
         MissingCredentials,

@@ -29,7 +29,8 @@ from actors import gateway_ops
 from actors.base import GridActor
 from actors.routes import ROUTES
 from actors.streams import StreamManager
-from actors.venue_client import VenueClient, VenueEndpoints
+from actors.venue_client import VenueClient
+from actors.venue_endpoints import VenueEndpoints
 from infra.config_io import load_credentials
 from infra.logs import log_event
 from models import messages as m

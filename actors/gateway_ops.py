@@ -24,12 +24,12 @@ from typing import Any
 
 import msgspec
 
-from actors.venue_client import (
+from actors.venue_client import VenueClient
+from actors.venue_errors import (
     NotSentError,
     OrderNotFoundError,
     OrderRejectedError,
     UnknownOutcomeError,
-    VenueClient,
     VenueError,
 )
 from infra.logs import log_event
