@@ -148,7 +148,7 @@ class StreamWire:
                 if d.get("status") != 200:
                     err = d.get("error") or {}
                     raise WsApiError(err.get("code"), f"subscribe refused: {err.get('code')} "
-                                                       f"{err.get('msg')}")
+                                                      f"{err.get('msg')}")
                 return
 
     async def _close(self, c: Conn) -> None:

@@ -209,7 +209,7 @@ class Supervisor(ActorTypeDispatcher):
         child.deadline = now_s() + min(KILL_GRACE_S, child.spec.shutdown_timeout_s)
         self.hb.forget(child.name)
         log("ACTOR_KILLING", f"removing {child.name}: {reason}", level="WARNING",
-             symbol=self.symbol, actor=child.name, reason=reason, actor_pid=child.pid)
+            symbol=self.symbol, actor=child.name, reason=reason, actor_pid=child.pid)
         if child.addr is not None:
             self.send(child.addr, ActorExitRequest())
 
@@ -224,7 +224,7 @@ class Supervisor(ActorTypeDispatcher):
         if pid and kill_pid(pid, parent=os.getpid()):
             child.killed = True
             log("ACTOR_SIGKILLED", f"SIGKILL {child.name} (pid {pid})", level="WARNING",
-                 symbol=self.symbol, actor=child.name, actor_pid=pid)
+                symbol=self.symbol, actor=child.name, actor_pid=pid)
 
     def _ensure_ticking(self) -> None:
         if not self.ticking:

@@ -161,16 +161,16 @@ class RootSupervisor(Supervisor):
         if all(self.symbol_state[s] in ("running", "stopped") for s in self.symbols):
             self.ready_sent = True
             log("BOT_STARTED", f"supervision tree ready: {', '.join(self.symbols)}",
-                 symbols=self.symbols, states=self.symbol_state, pid=os.getpid())
+                symbols=self.symbols, states=self.symbol_state, pid=os.getpid())
             self.send(self.launcher, ActorReady(actor_name="root", pid=os.getpid()))
 
     def on_child_ready(self, child: Child, msg: ActorReady) -> None:
         if child.name == "portfolio":
             if child.restarts > 0:
                 log("ACTOR_RESTARTED", f"portfolio restarted: {child.restart_reason}",
-                     level="WARNING", actor="portfolio", reason=child.restart_reason,
-                     restart_count=child.restarts, restore_ms=round(msg.restore_ms, 3),
-                     actor_pid=msg.pid)
+                    level="WARNING", actor="portfolio", reason=child.restart_reason,
+                    restart_count=child.restarts, restore_ms=round(msg.restore_ms, 3),
+                    actor_pid=msg.pid)
                 assert child.addr is not None
                 upd = UpdatePeers(peers={"portfolio": pack(child.addr)})
                 for s in self.symbols:
@@ -184,9 +184,9 @@ class RootSupervisor(Supervisor):
         self.symbol_state[child.name] = "running"
         if child.restarts > 0:
             log("ACTOR_RESTARTED", f"{child.name} supervisor restarted: {child.restart_reason}",
-                 level="WARNING", symbol=child.name, actor="supervisor",
-                 reason=child.restart_reason, restart_count=child.restarts,
-                 restore_ms=round(msg.restore_ms, 3), actor_pid=msg.pid)
+                level="WARNING", symbol=child.name, actor="supervisor",
+                reason=child.restart_reason, restart_count=child.restarts,
+                restore_ms=round(msg.restore_ms, 3), actor_pid=msg.pid)
         self._check_all_ready()
 
     def _wire_portfolio(self) -> None:
@@ -236,12 +236,12 @@ class RootSupervisor(Supervisor):
                 return
             self.symbol_state[name] = "restarting"
         log("ACTOR_FAILED", f"{name} failed: {reason}", level="WARNING",
-             symbol=name if name in self.symbols else "", actor=name, reason=reason)
+            symbol=name if name in self.symbols else "", actor=name, reason=reason)
         now = now_s()
         if not self.intensities[name].register_failure(now):
             if name == "portfolio":
                 log("PORTFOLIO_LOST", "portfolio actor keeps failing: stopping all trading "
-                     "(cancel-only)", level="CRITICAL", reason=reason)
+                    "(cancel-only)", level="CRITICAL", reason=reason)
                 for s in self.symbols:
                     c = self.children[s]
                     if c.state == ChildState.RUNNING and c.addr is not None:
@@ -251,7 +251,7 @@ class RootSupervisor(Supervisor):
                 self.stop_reasons[name] = f"supervisor failed too often (last: {reason}); " \
                                           "check open orders of this symbol manually"
                 log("SYMBOL_STOPPED", f"{name}: {self.stop_reasons[name]}", level="ERROR",
-                     symbol=name, reason=self.stop_reasons[name])
+                    symbol=name, reason=self.stop_reasons[name])
                 self._check_all_ready()
             return
         child.restart_reason = reason
@@ -267,7 +267,7 @@ class RootSupervisor(Supervisor):
         if pid and not self.launcher_lost and netsec.proc_stat(pid) is None:
             self.launcher_lost = True
             log("LAUNCHER_LOST", f"launcher pid {pid} is gone: persisting and stopping the "
-                 "actor system (restart the bot to recover and reconcile)", level="CRITICAL")
+                "actor system (restart the bot to recover and reconcile)", level="CRITICAL")
             for c in self.children.values():
                 if c.addr is not None and c.state in (ChildState.STARTING, ChildState.RUNNING):
                     self._stop(c)
@@ -343,9 +343,9 @@ class RootSupervisor(Supervisor):
         self.stop_pending = False
         open_orders = sum(r.open_orders for r in self.stop_results.values())
         log("TRADING_STOPPED", "all symbols stopped trading" if not timed_out else
-             f"stop timed out waiting for {sorted(self.stop_waiting)}",
-             level="INFO" if not timed_out else "WARNING", open_orders=open_orders,
-             missing=sorted(self.stop_waiting))
+            f"stop timed out waiting for {sorted(self.stop_waiting)}",
+            level="INFO" if not timed_out else "WARNING", open_orders=open_orders,
+            missing=sorted(self.stop_waiting))
         if self.stop_to is not None:
             self.send(self.stop_to, TradingStopped(open_orders=open_orders))
 
@@ -398,7 +398,7 @@ class RootSupervisor(Supervisor):
             for line in symbol_status_lines(data):
                 log("STATUS", "status", **line)
             log("PORTFOLIO_STATUS", "portfolio status",
-                 symbols={s: v["state"] for s, v in data["symbols"].items()},
-                 portfolio=pf, restarts=len(self.restart_events))
+                symbols={s: v["state"] for s, v in data["symbols"].items()},
+                portfolio=pf, restarts=len(self.restart_events))
             return
         super().deliver_status(to, data)

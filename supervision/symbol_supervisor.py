@@ -142,9 +142,9 @@ class SymbolSupervisor(Supervisor):
             return
         if child.restarts > 0:
             log("ACTOR_RESTARTED", f"{child.name} restarted: {child.restart_reason}",
-                 level="WARNING", symbol=self.symbol, actor=child.name,
-                 reason=child.restart_reason, restart_count=child.restarts,
-                 restore_ms=round(msg.restore_ms, 3), actor_pid=msg.pid)
+                level="WARNING", symbol=self.symbol, actor=child.name,
+                reason=child.restart_reason, restart_count=child.restarts,
+                restore_ms=round(msg.restore_ms, 3), actor_pid=msg.pid)
             if self.parent is not None:
                 self.send(self.parent, ActorRestarted(
                     symbol=self.symbol, actor_name=child.name, reason=child.restart_reason,
@@ -163,7 +163,7 @@ class SymbolSupervisor(Supervisor):
             self._maybe_finish_giving_up()
             return
         log("ACTOR_FAILED", f"{child.name} failed: {reason}", level="WARNING",
-             symbol=self.symbol, actor=child.name, reason=reason, actor_pid=child.pid)
+            symbol=self.symbol, actor=child.name, reason=reason, actor_pid=child.pid)
         if not should_restart(child.spec.restart, abnormal=True):
             return
         now = now_s()
@@ -226,7 +226,7 @@ class SymbolSupervisor(Supervisor):
         self.start_queue = []
         self.restart_from = None
         log("SYMBOL_STOPPING", f"{self.symbol}: restart intensity exceeded: {reason}",
-             level="ERROR", symbol=self.symbol, reason=reason)
+            level="ERROR", symbol=self.symbol, reason=reason)
         for r in reversed(self.order):
             self._stop(self.children[r])
         self._maybe_finish_giving_up()
@@ -261,7 +261,7 @@ class SymbolSupervisor(Supervisor):
         self.tree_state = tree_transition(self.tree_state, TreeState.STOPPED)
         reason = f"{self.give_up_reason}; {detail}"
         log("SYMBOL_STOPPED", f"{self.symbol} stopped trading: {reason}", level="ERROR",
-             symbol=self.symbol, reason=reason)
+            symbol=self.symbol, reason=reason)
         if self.parent is not None:
             self.send(self.parent, SymbolStopped(symbol=self.symbol, reason=reason))
         if self.stop_pending:
@@ -302,8 +302,8 @@ class SymbolSupervisor(Supervisor):
         pos = sum((r.position_qty for r in self.stop_results.values()), Decimal(0))
         if timed_out:
             log("STOP_TIMEOUT", f"{self.symbol}: no TradingStopped from "
-                 f"{sorted(self.stop_waiting)} within {self.settings.shutdown_timeout_s:g}s",
-                 level="WARNING", symbol=self.symbol)
+                f"{sorted(self.stop_waiting)} within {self.settings.shutdown_timeout_s:g}s",
+                level="WARNING", symbol=self.symbol)
         if self.stop_to is not None:
             self.send(self.stop_to, TradingStopped(symbol=self.symbol, open_orders=open_orders,
                                                    position_qty=pos))
