@@ -15,6 +15,7 @@ from thespian.actors import ActorAddress, WakeupMessage
 
 from actors.base import GridActor
 from infra.clock import now_ns
+from infra.logs import log_event
 from infra.store import Mirror
 from models import messages as m
 from models.risk_service import (
@@ -84,8 +85,6 @@ class RiskActor(GridActor):
         if fx.changed:
             self.persist()
         if fx.logs:
-            from infra.logs import log_event
-
             for event, level, ctx in fx.logs:
                 log_event(event, level=level, symbol=self.symbol, **ctx)
         for role, msg in fx.sends:
