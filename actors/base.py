@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 
 from thespian.actors import ActorAddress, ActorExitRequest, ActorTypeDispatcher
 
+from infra.clock import install_message_sources
 from infra.store import StateStore
 from models.config import Config, config_from_json
 from models.messages import (
@@ -40,6 +41,9 @@ from models.messages import (
 )
 
 SNAPSHOT_VERSION = 1
+
+# every process running actors creates messages: real ids (unique across processes) and clock
+install_message_sources()
 
 
 def pack_address(addr: ActorAddress) -> bytes:
