@@ -31,9 +31,9 @@ from typing import Any
 import msgspec
 
 from models import messages as m
+from models.client_ids import client_order_id, generation_of
 from models.enums import Market, OrderType, Side, TradingState
 from models.filters import SymbolFilters
-from models.orders import client_order_id, generation_of
 from models.pnl import ClosedTrade, PositionLedger
 from models.risk import BrakeState, OrderIntent, RiskParams, limits_for, pre_trade_check
 

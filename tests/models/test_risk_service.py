@@ -10,8 +10,8 @@ import pytest
 
 from exchange_sim.specs import default_specs
 from models import messages as m
+from models.client_ids import client_order_id
 from models.enums import Market, OrderType, Side, TimeInForce, TradingState
-from models.orders import client_order_id
 from models.risk import RiskParams
 from models.risk_service import (
     FLATTEN_KEY,
