@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 from loguru import logger
 from thespian.actors import ActorAddress, ActorExitRequest, ActorTypeDispatcher
 
+from infra.clock import install_message_sources
 from infra.logs import configure_actor_logging
 from infra.store import Mirror, StateStore
 from models.config import Config, config_from_json
@@ -42,6 +43,9 @@ from models.messages import (
 )
 
 SNAPSHOT_VERSION = 1
+
+# every process running actors creates messages: real ids (unique across processes) and clock
+install_message_sources()
 
 
 def pack_address(addr: ActorAddress) -> bytes:

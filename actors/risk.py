@@ -18,13 +18,8 @@ from infra.clock import now_ns
 from infra.logs import log_event
 from infra.store import Mirror
 from models import messages as m
-from models.risk_service import (
-    MISMATCH_GRACE_NS,
-    RiskEffects,
-    SymbolRiskCore,
-    decode_risk_state,
-    encode_risk_state,
-)
+from models.risk_service import SymbolRiskCore
+from models.risk_state import MISMATCH_GRACE_NS, RiskEffects, decode_risk_state, encode_risk_state
 
 TIMEOUT_TOKEN = "risk-reservation-timeout"
 CHECK_TOKEN = "risk-check"
