@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from infra import cli_args as ca
 from infra.cli_args import EXIT_BAD_INPUT, EXIT_FAIL, EXIT_OK, CliError
 from infra.cli_parser import OneLineParser, stdout_is_closed, subparser_for
+from infra.clock import install_message_sources
 
 SUBCOMMANDS = ("run", "status", "stop", "resume", "sim", "backtest", "report", "acceptance",
                "config")
@@ -230,6 +231,7 @@ def _main(argv: Sequence[str] | None) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python run.py`` and the ``gridbot`` console script."""
+    install_message_sources()  # messages this process creates get unique ids (infra.clock)
     code = EXIT_OK
     try:
         code = _main(argv)
