@@ -87,7 +87,7 @@ def _add_bot_location(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argparse tree of every subcommand."""
-    from exchange_sim.cli import add_arguments as add_sim_arguments
+    from exchange_sim.cli_options import add_arguments as add_sim_arguments
 
     parser = OneLineParser(
         prog="gridbot",

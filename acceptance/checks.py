@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from actors.streams import StreamManager
-from actors.venue_client import VenueClient, VenueEndpoints
+from actors.venue_client import VenueClient
+from actors.venue_endpoints import VenueEndpoints
 from exchange_sim.server import SimServer
 from infra.cli_args import CliError
 from infra.config_io import MissingCredentials, config_error_lines, load_config, load_credentials

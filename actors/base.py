@@ -24,8 +24,11 @@ import time
 from pathlib import Path
 from typing import Any, ClassVar
 
+from loguru import logger
 from thespian.actors import ActorAddress, ActorExitRequest, ActorTypeDispatcher
 
+from infra.clock import install_message_sources
+from infra.logs import configure_actor_logging
 from infra.store import Mirror, StateStore
 from models.config import Config, config_from_json
 from models.messages import (
@@ -40,6 +43,9 @@ from models.messages import (
 )
 
 SNAPSHOT_VERSION = 1
+
+# every process running actors creates messages: real ids (unique across processes) and clock
+install_message_sources()
 
 
 def pack_address(addr: ActorAddress) -> bytes:
@@ -90,8 +96,6 @@ class GridActor(ActorTypeDispatcher):
         self.restart_count = msg.restart_count
         self.config = config_from_json(msg.config_json)
         if self.multiprocess:
-            from infra.logs import configure_actor_logging
-
             configure_actor_logging(self.config.logging.level)
         self.store = self.open_store(Path(msg.state_dir))
         snap = self.store.load_snapshot(self.actor_name)
@@ -129,15 +133,11 @@ class GridActor(ActorTypeDispatcher):
                 self.store = None
         finally:
             if self.multiprocess:
-                from loguru import logger
-
                 logger.complete()
 
     def receiveUnrecognizedMessage(self, msg: Any, sender: ActorAddress) -> None:
         """Ignore thespian system messages we do not handle; log anything else."""
         if isinstance(msg, Message):
-            from loguru import logger
-
             logger.bind(event="UNHANDLED_MESSAGE", symbol=self.symbol).warning(
                 "{} has no handler for {}", self.actor_name, type(msg).__name__)
 

@@ -25,29 +25,18 @@ from typing import Any
 
 from thespian.actors import ActorAddress, ThespianWatch, WakeupMessage, WatchMessage
 
+from actors import gateway_ops
 from actors.base import GridActor
+from actors.routes import ROUTES
+from actors.streams import StreamManager
+from actors.venue_client import VenueClient
+from actors.venue_endpoints import VenueEndpoints
+from infra.config_io import load_credentials
+from infra.logs import log_event
 from models import messages as m
+from models.backoff import Backoff
 from models.enums import Market, Venue
 from models.sequencer import ReorderBuffer
-
-#: Where each event type goes (roles); everything else is logged and dropped.
-ROUTES: dict[type, tuple[str, ...]] = {
-    # fills also go straight to risk and strategy (they apply each trade id once; the OMS
-    # forwards them again): one sender, so they arrive before the same instant's kline
-    m.OrderAccepted: ("order",), m.OrderRejected: ("order",),
-    m.OrderFilled: ("order", "risk", "strategy"),
-    m.OrderCanceled: ("order",), m.OrderExpired: ("order",), m.OrderModified: ("order",),
-    m.OrderModifyRejected: ("order",), m.OrderCancelRejected: ("order",),
-    m.OrderOutcomeUnknown: ("order",), m.OrderStatusReported: ("order",),
-    m.ExchangeSnapshotReceived: ("order",), m.Reconnected: ("order",),
-    m.KlineClosed: ("strategy", "risk"), m.BookUpdated: ("strategy",),
-    m.HistoryLoaded: ("strategy",),
-    m.MarkPriceUpdated: ("risk",), m.FundingRateUpdated: ("strategy",),
-    m.FundingPaid: ("risk",), m.PositionUpdated: ("risk",),
-    m.SymbolFiltersLoaded: ("risk", "strategy", "order"),
-    m.AccountReported: ("portfolio",), m.VenueBanned: ("portfolio",),
-    m.BalanceUpdated: (), m.TimeSynced: (), m.StreamDisconnected: (), m.RateLimited: (),
-}
 
 SIM_URLS_FILE = "sim_urls.json"
 #: Pause between reconciliation rounds while the exchange cannot be read.
@@ -57,9 +46,6 @@ REORDER_TOKEN = "gateway-reorder"
 
 def resolve_venue(cfg: Any, state_dir: Path) -> tuple[Any, str, str]:
     """Endpoints and credentials for the configured venue (sim: the URL file in state_dir)."""
-    from actors.venue_client import VenueEndpoints
-    from infra.config_io import load_credentials
-
     if cfg.venue is Venue.SIM:
         path = state_dir / SIM_URLS_FILE
         urls = json.loads(path.read_text())
@@ -97,8 +83,6 @@ class GatewayActor(GridActor):
         return self._watch()
 
     def on_start(self) -> None:
-        from actors.venue_client import VenueClient
-
         assert self.config is not None
         cfg = self.config
         self.market = cfg.portfolio.market_of(self.symbol)
@@ -119,9 +103,6 @@ class GatewayActor(GridActor):
 
     def _boot_until_up(self) -> None:
         """Boot, retrying with backoff while the exchange is unreachable (worker thread)."""
-        from infra.logs import log_event
-        from models.backoff import Backoff
-
         assert self.config is not None
         g = self.config.gateway
         bo = Backoff(g.reconnect_backoff_initial_s, g.reconnect_backoff_max_s)
@@ -137,9 +118,6 @@ class GatewayActor(GridActor):
 
     def _boot(self) -> None:
         """Time sync, filters, then streams (runs on the worker thread)."""
-        from actors.streams import StreamManager
-        from models.backoff import Backoff
-
         assert self.config is not None
         g = self.config.gateway
         offset = self._client.sync_time()
@@ -162,8 +140,6 @@ class GatewayActor(GridActor):
         # serve the OMS's reconciliation only once the user stream is subscribed, so no fill
         # can fall between the REST snapshot and the first live event
         if not self._streams.wait_connected(max(10.0, g.heartbeat_timeout_s)):
-            from infra.logs import log_event
-
             log_event("STREAMS_NOT_CONNECTED", "streams not up yet; reconciling anyway (the "
                       "first reconnect repairs the gap)", level="WARNING", symbol=self.symbol)
 
@@ -226,8 +202,6 @@ class GatewayActor(GridActor):
             self._release()
 
     def _route(self, ev: m.Message) -> None:
-        from infra.logs import log_event
-
         if isinstance(ev, m.Reconnected):
             log_event("RECONNECTED", symbol=self.symbol, gap_ms=ev.gap_ms,
                       klines_repaired=ev.klines_repaired, trades_repaired=ev.trades_repaired,
@@ -243,8 +217,6 @@ class GatewayActor(GridActor):
         try:
             fn(*args)
         except Exception as e:  # noqa: BLE001 - reported, and the supervisor sees the state
-            from infra.logs import log_event
-
             log_event("GATEWAY_ERROR", f"{type(e).__name__}: {e}", level="ERROR",
                       symbol=self.symbol)
 
@@ -278,42 +250,30 @@ class GatewayActor(GridActor):
 
     # -- worker-thread bodies -------------------------------------------------------------------
     def _do_send(self, msg: m.SendOrder) -> None:
-        from actors import gateway_ops
-
         for ev in gateway_ops.send_order(self._client, self.market, msg):
             self._emit(ev)
 
     def _do_cancel(self, msg: m.SendCancel) -> None:
-        from actors import gateway_ops
-
         for ev in gateway_ops.cancel_order(self._client, self.market, msg):
             self._emit(ev)
 
     def _do_modify(self, msg: m.SendModify) -> None:
-        from actors import gateway_ops
-
         for ev in gateway_ops.modify_order(self._client, self.market, msg):
             self._emit(ev)
 
     def _do_query(self, msg: m.QueryOrder) -> None:
-        from actors import gateway_ops
-
         for ev in gateway_ops.query_order(self._client, self.market, msg):
             self._emit(ev)
 
     def _repair(self, since_kline_open_ms: int, gap_ms: int,
                 since_trade_id: int) -> tuple[list[m.Message], dict[str, Any]]:
         """Gap repair after a stream reconnect (called on the stream manager's executor)."""
-        from actors import gateway_ops
-
         assert self._streams is not None
         return gateway_ops.repair(self._client, self.market, self.symbol, since_kline_open_ms,
                                   self._streams.repair_interval, since_trade_id)
 
     def _do_reconcile(self, msg: m.RequestReconciliation) -> None:
         """The exchange's view for the OMS; retried until it succeeds (no trading before)."""
-        from actors import gateway_ops
-
         if self._streams is not None:
             self._streams.note_trade_id(msg.since_trade_id)
         while not self._stopping.is_set():
@@ -328,16 +288,12 @@ class GatewayActor(GridActor):
             self._stopping.wait(RECONCILE_RETRY_S)
 
     def _do_history(self, msg: m.RequestHistory) -> None:
-        from actors import gateway_ops
-
         loaded = gateway_ops.history(self._client, self.symbol, msg)
         if self._streams is not None and loaded.klines:
             self._streams.note_kline_closed(msg.interval, loaded.klines[-1].open_time_ms)
         self._emit(loaded)
 
     def _account_events(self) -> list[m.Message]:
-        from actors import gateway_ops
-
         return gateway_ops.account_events(self._client, self.market, self.symbol)
 
     def status(self) -> dict[str, Any]:

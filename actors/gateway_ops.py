@@ -24,14 +24,15 @@ from typing import Any
 
 import msgspec
 
-from actors.venue_client import (
+from actors.venue_client import VenueClient
+from actors.venue_errors import (
     NotSentError,
     OrderNotFoundError,
     OrderRejectedError,
     UnknownOutcomeError,
-    VenueClient,
     VenueError,
 )
+from infra.logs import log_event
 from models import binance_parse as bp
 from models import messages as m
 from models.backoff import Backoff
@@ -44,8 +45,6 @@ NOT_SENT_CODE = -1003
 
 def _log(event: str, msg: str = "", level: str = "WARNING", **ctx: Any) -> None:
     try:
-        from infra.logs import log_event
-
         log_event(event, msg, level=level, **ctx)
     except Exception:  # noqa: BLE001 - logging must never break the worker
         pass

@@ -8,12 +8,14 @@ reconciliation succeeded.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import msgspec
 from thespian.actors import ActorAddress, WakeupMessage
 
 from actors.base import GridActor
+from infra.logs import log_event
 from models import messages as m
 from models.oms import Effects, OmsCore, OmsState, order_row
 
@@ -68,8 +70,6 @@ class OrderActor(GridActor):
         assert self.core is not None and self.store is not None
         if fx.changed or fx.outbox or fx.fills or fx.done_refs:
             self.persist_with(fx)
-        from infra.logs import log_event
-
         for event, level, ctx in fx.logs:
             log_event(event, level=level, symbol=self.symbol, **ctx)
         for role, msg in fx.sends:
@@ -87,8 +87,6 @@ class OrderActor(GridActor):
         assert self.core is not None
         if self.stop_to is not None and not self.stop_acked and self.core.stopped():
             self.stop_acked = True
-            from infra.logs import log_event
-
             log_event("TRADING_STOPPED", symbol=self.symbol, mode=self.core.stopping,
                       position_qty=self.core.position_qty)
             self.send(self.stop_to, m.TradingStopped(
@@ -97,8 +95,6 @@ class OrderActor(GridActor):
 
     def persist_with(self, fx: Effects) -> None:
         assert self.store is not None
-        import time
-
         self.store.save_snapshot(self.actor_name, 1, self.snapshot(), fx.outbox,
                                  orders=[order_row(r) for r in fx.orders], fills=fx.fills,
                                  done_refs=fx.done_refs)

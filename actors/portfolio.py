@@ -15,6 +15,7 @@ from thespian.actors import ActorAddress, WakeupMessage
 
 from actors.base import GridActor
 from infra.clock import now_ms, now_ns
+from infra.logs import log_event
 from infra.store import Mirror
 from infra.version import VERSION as GRIDBOT_VERSION
 from models import messages as m
@@ -85,8 +86,6 @@ class PortfolioActor(GridActor):
         if fx.changed:
             self.persist()
         if fx.logs:
-            from infra.logs import log_event
-
             for event, level, ctx in fx.logs:
                 ctx = dict(ctx)
                 symbol = ctx.pop("symbol", "")

@@ -15,15 +15,11 @@ from thespian.actors import ActorAddress, WakeupMessage
 
 from actors.base import GridActor
 from infra.clock import now_ns
+from infra.logs import log_event
 from infra.store import Mirror
 from models import messages as m
-from models.risk_service import (
-    MISMATCH_GRACE_NS,
-    RiskEffects,
-    SymbolRiskCore,
-    decode_risk_state,
-    encode_risk_state,
-)
+from models.risk_service import SymbolRiskCore
+from models.risk_state import MISMATCH_GRACE_NS, RiskEffects, decode_risk_state, encode_risk_state
 
 TIMEOUT_TOKEN = "risk-reservation-timeout"
 CHECK_TOKEN = "risk-check"
@@ -84,8 +80,6 @@ class RiskActor(GridActor):
         if fx.changed:
             self.persist()
         if fx.logs:
-            from infra.logs import log_event
-
             for event, level, ctx in fx.logs:
                 log_event(event, level=level, symbol=self.symbol, **ctx)
         for role, msg in fx.sends:

@@ -18,6 +18,7 @@ from thespian.actors import ActorAddress
 
 from actors.base import GridActor
 from infra.clock import now_ms
+from infra.logs import log_event
 from infra.store import Mirror
 from models import messages as m
 from models.config import base_interval
@@ -55,8 +56,6 @@ class StrategyActor(GridActor):
         except (msgspec.DecodeError, ValueError, KeyError) as e:
             # an incompatible snapshot (e.g. after a parameter change): start the strategy
             # afresh rather than trade on a misread state; orders are reconciled by the OMS
-            from infra.logs import log_event
-
             log_event("SNAPSHOT_DISCARDED", f"strategy snapshot unreadable: {e}",
                       level="WARNING", symbol=self.symbol, actor=self.actor_name)
             self.runner = restore_runner(cfg.strategy, self.symbol, pf.market_of(self.symbol),
@@ -121,8 +120,6 @@ class StrategyActor(GridActor):
         if msg.interval != self.interval:
             return
         n = self.runner.history(list(msg.klines))
-        from infra.logs import log_event
-
         log_event("WARMUP", symbol=self.symbol, bars=n, warm=self.runner.strategy.warm,
                   complete=msg.complete)
         self.persist()
@@ -135,8 +132,6 @@ class StrategyActor(GridActor):
         minute = msg.close_time_ms // 60_000
         if v is not None and minute != self.last_log_minute:
             self.last_log_minute = minute
-            from infra.logs import log_event
-
             log_event("STRATEGY", symbol=self.symbol, ts_ms=msg.close_time_ms, close=v.close,
                       b_up=v.b_up, c_up=v.c_up, b_down=v.b_down, c_down=v.c_down,
                       b_neu=v.b_neu, c_neu=v.c_neu, L=v.L, S=v.S, atr=v.atr, adx=v.adx,

@@ -33,6 +33,11 @@ the repair fetches the missing bars and the strategy sees every bar once, in ord
 server's pings: Binance pings every 20 s (spot) / 3 min (futures) and market streams push at
 least every ~2 s). A user stream may be legitimately silent for hours, so it is also probed with
 our own pings and any pong counts.
+
+**Modules.** This one holds the manager's state, its public API and the session loop; the
+connections (open, subscribe, read, liveness, listen-key keepalive) are ``actors.stream_wire``
+and what happens to each parsed item (hold-back, dedup, gaps, book conflation, repair) is
+``actors.stream_delivery``: both are mixins of ``StreamManager``.
 """
 
 from __future__ import annotations
@@ -40,74 +45,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import random
 import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
-import msgspec
 
+from actors.stream_delivery import RepairFn, StreamDelivery
+from actors.stream_wire import Conn, SessionEnded, StreamWire, err_text, failed_name, slash
 from infra.clock import now_ms, now_ns
 from models import messages as m
 from models.backoff import Backoff
 from models.enums import Market
-from models.stream_parse import (
-    KlineOpen,
-    Parsed,
-    StreamEnded,
-    parse_market,
-    parse_user,
-)
+from models.stream_parse import Parsed
 from models.timeframes import INTERVAL_MS
 
 #: A session up at least this long (or a heartbeat window, if shorter) resets the backoff.
 STABLE_S = 10.0
 
-RepairFn = Callable[[int, int, int], tuple[list[m.Message], dict]]
 
-_decoder = msgspec.json.Decoder()
-_encoder = msgspec.json.Encoder()
-
-
-class SessionEnded(Exception):
-    """A session ended (drop, silence, user stream ended, forced, stop)."""
-
-    def __init__(self, stream: str, detail: str) -> None:
-        super().__init__(f"{stream}: {detail}")
-        self.stream = stream
-        self.detail = detail
-
-
-class _WsApiError(ConnectionError):
-    """The WS-API answered a request with an error."""
-
-    def __init__(self, code: Any, msg: str) -> None:
-        super().__init__(msg)
-        self.code = code
-
-
-@dataclass(eq=False)
-class _Conn:
-    """One WebSocket of a session."""
-
-    name: str  # "market" | "book" | "user"
-    url: str
-    user: bool = False
-    ws: aiohttp.ClientWebSocketResponse | None = None
-    last_rx: float = field(default_factory=time.monotonic)  # any frame incl. our pongs
-    last_alive: float = field(default_factory=time.monotonic)  # what counts for liveness
-    ping_sent: float = 0.0
-
-
-def _slash(url: str) -> str:
-    return url if url.endswith("/") else url + "/"
-
-
-class StreamManager:
+class StreamManager(StreamWire, StreamDelivery):
     """Reconnecting market + user-data WebSockets of one symbol (see the module docstring).
 
     ``repair(since_kline_open_ms, gap_ms, since_trade_id) -> (events, {"klines": n,
@@ -251,12 +210,12 @@ class StreamManager:
         market, book = self._stream_names()
         out: dict[str, str] = {}
         if self.market is Market.SPOT:
-            base = _slash(self.endpoints.ws)
+            base = slash(self.endpoints.ws)
             out["market"] = f"{base}stream?streams={'/'.join(market + book)}"
             if self.user_stream:
                 out["user"] = self.endpoints.ws_api
         else:
-            base = _slash(self.endpoints.fws)
+            base = slash(self.endpoints.fws)
             out["market"] = f"{base}market/stream?streams={'/'.join(market)}"
             if book:
                 out["book"] = f"{base}public/stream?streams={'/'.join(book)}"
@@ -333,7 +292,7 @@ class StreamManager:
         assert self._stop is not None
         loop = asyncio.get_running_loop()
         self._end = loop.create_future()
-        conns = [_Conn(name, url, user=(name == "user")) for name, url in self.urls().items()]
+        conns = [Conn(name, url, user=(name == "user")) for name, url in self.urls().items()]
         tasks: list[asyncio.Task[Any]] = []
         stop_task = loop.create_task(self._stop.wait())
         self._held = [] if not first else None
@@ -343,7 +302,7 @@ class StreamManager:
             except SessionEnded:
                 raise
             except Exception as e:  # noqa: BLE001 - any connect failure: back off and retry
-                raise SessionEnded(_failed_name(conns), f"connect failed: {_err(e)}") from e
+                raise SessionEnded(failed_name(conns), f"connect failed: {err_text(e)}") from e
             for c in conns:
                 tasks.append(loop.create_task(self._reader(c)))
             tasks.append(loop.create_task(self._watchdog(conns)))
@@ -389,315 +348,3 @@ class StreamManager:
                 raise SessionEnded("all", "stopped")
             raise self._end.result()
         work.result()  # re-raise its error
-
-    async def _open_all(self, http: aiohttp.ClientSession, conns: list[_Conn]) -> None:
-        """Open every connection concurrently; on the first failure cancel the others."""
-        tasks = [asyncio.ensure_future(self._open(http, c)) for c in conns]
-        try:
-            for t in asyncio.as_completed(tasks):
-                await t
-        finally:
-            for t in tasks:
-                t.cancel()
-            for t in tasks:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await t
-
-    async def _open(self, http: aiohttp.ClientSession, c: _Conn) -> None:
-        loop = asyncio.get_running_loop()
-        timeout = max(self.heartbeat_timeout_s, 1.0)
-        if c.user and self.market is Market.FUTURES:
-            self.listen_key = await loop.run_in_executor(self._pool,
-                                                         self.venue_client.new_listen_key)
-            c.url = c.url + str(self.listen_key)
-        c.ws = await asyncio.wait_for(
-            http.ws_connect(c.url, autoping=False, autoclose=True, heartbeat=None,
-                            max_msg_size=1 << 24), timeout)
-        c.last_rx = c.last_alive = time.monotonic()
-        if c.user and self.market is Market.SPOT:
-            await asyncio.wait_for(self._ws_api_subscribe(c), timeout)
-
-    async def _ws_api_subscribe(self, c: _Conn) -> None:
-        """Spot: ``userDataStream.subscribe.signature`` on the WS-API connection; a -1021
-        (timestamp outside recvWindow) answer re-syncs the venue client's clock once."""
-        try:
-            await self._ws_api_subscribe_once(c)
-        except _WsApiError as e:
-            sync = getattr(self.venue_client, "sync_time", None)
-            if e.code != -1021 or sync is None:
-                raise
-            await asyncio.get_running_loop().run_in_executor(self._pool, sync)
-            await self._ws_api_subscribe_once(c)
-
-    async def _ws_api_subscribe_once(self, c: _Conn) -> None:
-        assert c.ws is not None
-        loop = asyncio.get_running_loop()
-        params = await loop.run_in_executor(self._pool, self.venue_client.signed_ws_params, {})
-        rid = f"sub-{next(self._ids)}"
-        await c.ws.send_str(_encoder.encode(
-            {"id": rid, "method": "userDataStream.subscribe.signature",
-             "params": params}).decode())
-        while True:
-            msg = await c.ws.receive()
-            if msg.type == aiohttp.WSMsgType.PING:
-                await c.ws.pong(msg.data)
-                continue
-            if msg.type != aiohttp.WSMsgType.TEXT:
-                raise ConnectionError(f"WS-API closed during subscribe ({msg.type.name})")
-            d = _decoder.decode(msg.data)
-            if isinstance(d, dict) and d.get("id") == rid:
-                if d.get("status") != 200:
-                    err = d.get("error") or {}
-                    raise _WsApiError(err.get("code"), f"subscribe refused: {err.get('code')} "
-                                                       f"{err.get('msg')}")
-                return
-
-    async def _close(self, c: _Conn) -> None:
-        if c.ws is not None and not c.ws.closed:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(c.ws.close(), 1.0)
-
-    # -- reading ----------------------------------------------------------------------------------
-    async def _reader(self, c: _Conn) -> None:
-        ws = c.ws
-        assert ws is not None
-        try:
-            while True:
-                msg = await ws.receive()
-                now = time.monotonic()
-                c.last_rx = now
-                t = msg.type
-                if t == aiohttp.WSMsgType.TEXT:
-                    c.last_alive = self.last_message_at = now
-                    self._on_text(c, msg.data)
-                elif t == aiohttp.WSMsgType.PING:
-                    c.last_alive = self.last_message_at = now
-                    await ws.pong(msg.data)
-                elif t == aiohttp.WSMsgType.PONG:
-                    c.ping_sent = 0.0
-                    if c.user:
-                        c.last_alive = now
-                elif t == aiohttp.WSMsgType.BINARY:
-                    c.last_alive = self.last_message_at = now
-                    self._on_text(c, msg.data)
-                else:  # CLOSE / CLOSING / CLOSED / ERROR
-                    code = ws.close_code
-                    why = msg.extra if t == aiohttp.WSMsgType.CLOSE and msg.extra else ""
-                    detail = (f"closed ({t.name}{'' if code is None else f', code {code}'}"
-                              f"{f': {why}' if why else ''})")
-                    self._end_session(c.name, detail)
-                    return
-        except asyncio.CancelledError:
-            raise
-        except Exception as e:  # noqa: BLE001 - a broken socket ends the session
-            self._end_session(c.name, f"read failed: {_err(e)}")
-
-    async def _watchdog(self, conns: list[_Conn]) -> None:
-        """Silence beyond the heartbeat timeout ends the session; user streams get pinged."""
-        hb = self.heartbeat_timeout_s
-        period = min(max(hb / 10, 0.02), 1.0)
-        while True:
-            await asyncio.sleep(period)
-            now = time.monotonic()
-            for c in conns:
-                silent = now - c.last_alive
-                if silent > hb:
-                    self._end_session(c.name, f"silent for {silent:.1f}s "
-                                              f"(heartbeat timeout {hb:g}s)")
-                    return
-                if c.user and now - c.last_rx > hb / 3 and not c.ping_sent and c.ws:
-                    c.ping_sent = now
-                    with contextlib.suppress(Exception):
-                        await c.ws.ping()
-
-    async def _keepalive(self) -> None:
-        """Futures: extend the listen key every ``keepalive_s``; a failure reopens the stream
-        with a fresh key."""
-        loop = asyncio.get_running_loop()
-        while True:
-            await asyncio.sleep(self.keepalive_s)
-            key = self.listen_key
-            if key is None:
-                continue
-            try:
-                await loop.run_in_executor(self._pool, self.venue_client.keepalive_listen_key,
-                                           key)
-            except Exception as e:  # noqa: BLE001 - any failure: get a new key
-                self.listen_key = None
-                self._end_session("user", f"listen key keepalive failed: {_err(e)}")
-                return
-
-    def _on_text(self, c: _Conn, data: str | bytes) -> None:
-        if self._end is not None and self._end.done():
-            return  # the session is ending: the repair after the reconnect covers this
-        try:
-            payload = _decoder.decode(data)
-        except msgspec.DecodeError:
-            return
-        if c.user:
-            items = parse_user(payload, self.market, self.symbol)
-        else:
-            items = parse_market(payload, self.symbol, now_ns())
-        for it in items:
-            if isinstance(it, StreamEnded):
-                self._end_session(c.name, it.reason)
-            elif self._held is not None:
-                if isinstance(it, m.BookUpdated) and self._held \
-                        and isinstance(self._held[-1], m.BookUpdated):
-                    self._held[-1] = it  # a slow repair must not pile up book ticks
-                else:
-                    self._held.append(it)
-            else:
-                self._handle(it)
-
-    # -- delivery ---------------------------------------------------------------------------------
-    def _handle(self, it: Parsed) -> None:
-        """Track, deduplicate, conflate and emit one live item."""
-        if isinstance(it, KlineOpen):
-            iv_ms = INTERVAL_MS[it.interval]
-            last = self.last_kline_open_ms.get(it.interval)
-            if last is None:
-                # The bar before the one in progress is closed; the strategy has it from
-                # history, so a repair needs to start no earlier than that.
-                self.last_kline_open_ms[it.interval] = it.open_time_ms - iv_ms
-            elif it.open_time_ms - iv_ms > last:
-                self._kline_gap(it.interval, last, it.open_time_ms - iv_ms)
-            return
-        if isinstance(it, m.KlineClosed):
-            last = self.last_kline_open_ms.get(it.interval)
-            if last is not None and it.open_time_ms <= last:
-                return  # already delivered (e.g. by the repair)
-            if last is not None and it.open_time_ms - INTERVAL_MS[it.interval] > last:
-                if self._kline_gap(it.interval, last, it.open_time_ms):
-                    return  # the repair after the reconnect delivers it, in order
-            self.last_kline_open_ms[it.interval] = it.open_time_ms
-        elif isinstance(it, m.BookUpdated):
-            self._on_book(it)
-            return
-        elif isinstance(it, m.FundingRateUpdated):
-            key = (it.funding_rate, it.next_funding_time_ms)
-            if key == self._funding_last:
-                return
-            self._funding_last = key
-        elif isinstance(it, m.OrderFilled):
-            self.last_trade_id = max(self.last_trade_id, it.trade_id)
-        self._safe_emit(it)  # type: ignore[arg-type]
-
-    def _kline_gap(self, interval: str, last: int, got: int) -> bool:
-        """A closed kline of the repair interval went missing on the wire (e.g. lost in a
-        stall shorter than the heartbeat timeout): reconnect so the repair fetches it. True
-        when a repair will follow."""
-        if interval != self.repair_interval or self.repair is None:
-            return False
-        self._end_session("market", f"kline gap: {interval} after {last}, got {got}")
-        return True
-
-    def _on_book(self, b: m.BookUpdated) -> None:
-        """At most one ``BookUpdated`` per ``conflate_book_ms``, always the latest value."""
-        self._book_latest = b
-        if self._book_handle is not None:
-            return
-        loop = asyncio.get_running_loop()
-        wait = self._book_last + self.conflate_s - loop.time()
-        if wait <= 0:
-            self._flush_book()
-        else:
-            self._book_handle = loop.call_later(wait, self._flush_book)
-
-    def _flush_book(self) -> None:
-        self._book_handle = None
-        b, self._book_latest = self._book_latest, None
-        if b is not None:
-            self._book_last = asyncio.get_running_loop().time()
-            self._safe_emit(b)
-
-    def _cancel_book_timer(self) -> None:
-        if self._book_handle is not None:
-            self._book_handle.cancel()
-            self._book_handle = None
-        self._book_latest = None
-
-    # -- repair -----------------------------------------------------------------------------------
-    async def _repair(self, dropped_at_ms: int, out: list[m.Reconnected]) -> None:
-        """Call ``repair`` on an executor thread and emit its events; the ``Reconnected`` to
-        emit next goes to ``out``.
-
-        A failed repair (it raised, or its summary says ``"ok": False``) is retried in place
-        with backoff up to ``repair_attempts`` times while live events stay held. Then the
-        streams go live anyway (REST may be banned for hours; the streams must stay up):
-        ``Reconnected.detail`` says so, the OMS reconciles on ``Reconnected`` (and retries
-        that itself), and kline gap detection restarts from the next live bar."""
-        gap_ms = max(0, now_ms() - dropped_at_ms) if dropped_at_ms else 0
-        since_k = self.last_kline_open_ms.get(self.repair_interval, 0)
-        since_t = self.last_trade_id
-        n_k = n_t = 0
-        problem = ""
-        if self.repair is None:
-            detail = "no repair configured"
-        else:
-            loop = asyncio.get_running_loop()
-            pause = Backoff(0.25, 4.0, rng=random.Random(0))
-            for attempt in range(self.repair_attempts):
-                if attempt:
-                    await asyncio.sleep(pause.next())
-                try:
-                    events, summary = await loop.run_in_executor(
-                        self._pool, self.repair, self.last_kline_open_ms.get(
-                            self.repair_interval, 0), gap_ms, self.last_trade_id)
-                except Exception as e:  # noqa: BLE001 - reported; retried below
-                    problem = f"gap repair failed: {_err(e)}"
-                else:
-                    k, t = self._emit_repaired(events)
-                    n_k, n_t = n_k + k, max(n_t, t)
-                    problem = "" if summary.get("ok", True) else "gap repair incomplete"
-                if not problem:
-                    break
-                _log("STREAM_REPAIR_FAILED", problem, symbol=self.symbol, attempt=attempt + 1)
-            detail = f"since kline {since_k} ({self.repair_interval}), since trade {since_t}"
-            if problem:
-                detail = f"{detail}; {problem} after {self.repair_attempts} attempts"
-                # Accept the next live bar as it comes: a hole REST cannot fill now must not
-                # make every following bar look like a gap.
-                self.last_kline_open_ms.pop(self.repair_interval, None)
-        out.append(m.Reconnected(symbol=self.symbol, ts_event_ns=now_ns(), gap_ms=int(gap_ms),
-                                 klines_repaired=n_k, trades_repaired=n_t, detail=detail))
-
-    def _emit_repaired(self, events: list[m.Message]) -> tuple[int, int]:
-        """Emit a repair's events (klines already delivered are dropped); (klines, trades)."""
-        n_k = n_t = 0
-        for ev in events:
-            if isinstance(ev, m.KlineClosed):
-                if ev.open_time_ms <= self.last_kline_open_ms.get(ev.interval, -1):
-                    continue
-                self.last_kline_open_ms[ev.interval] = ev.open_time_ms
-                n_k += 1
-            elif isinstance(ev, m.ExchangeSnapshotReceived) and ev.trades:
-                self.last_trade_id = max(self.last_trade_id,
-                                         max(t.trade_id for t in ev.trades))
-                n_t += len(ev.trades)
-            elif isinstance(ev, m.OrderFilled):
-                self.last_trade_id = max(self.last_trade_id, ev.trade_id)
-                n_t += 1
-            self._safe_emit(ev)
-        return n_k, n_t
-
-
-def _log(event: str, msg: str, **ctx: Any) -> None:
-    try:
-        from infra.logs import log_event
-
-        log_event(event, msg, level="WARNING", **ctx)
-    except Exception:  # noqa: BLE001 - logging must never break the stream thread
-        pass
-
-
-def _failed_name(conns: list[_Conn]) -> str:
-    for c in conns:
-        if c.ws is None:
-            return c.name
-    return "all"
-
-
-def _err(e: BaseException) -> str:
-    s = str(e)
-    return f"{type(e).__name__}: {s}" if s else type(e).__name__

@@ -11,12 +11,13 @@ Only the gateway, the clock and the actor runtime differ from a live run:
 * the actors run on ``backtest.runtime.InProcessSystem`` (thespian's public actor API, one
   FIFO queue, ``simpleSystemBase``'s delivery semantics) instead of ``multiprocTCPBase``.
 
-The actors are wired as ``supervision`` wires them (``StartActor`` with the config JSON and a
-temporary state directory, then ``Wire`` with pickled addresses; portfolio peers keyed
-``"<SYMBOL>.<role>"``), without the supervisors (their heartbeats are wall-clock timers). A
-``tell`` delivers every message it causes before it returns, which is the quiescence barrier:
-all consequences of bar *t* are processed before bar *t+1* is released, and an order placed
-after bar *t*'s close can only fill on bar *t+1*'s path.
+The actors are wired as the supervisors (``supervision.symbol_supervisor``) wire them
+(``StartActor`` with the config JSON and a temporary state directory, then ``Wire`` with
+pickled addresses; portfolio peers keyed ``"<SYMBOL>.<role>"``), without the supervisors
+(their heartbeats are wall-clock timers). A ``tell`` delivers every message it causes before
+it returns, which is the quiescence barrier: all consequences of bar *t* are processed before
+bar *t+1* is released, and an order placed after bar *t*'s close can only fill on bar *t+1*'s
+path.
 
 State stores live in a temporary directory with ``synchronous=OFF`` (a crash loses nothing of
 value in a backtest); everything else about persistence is the live code path.

@@ -1,7 +1,7 @@
 """``BacktestGatewayActor``: the gateway role of one symbol in a backtest. It answers the OMS's
 ``SendOrder``/``SendCancel``/``SendModify``/``QueryOrder``/``RequestReconciliation`` and the
 strategy's ``RequestHistory`` from the in-process ``BacktestVenue`` with the event types the
-live gateway emits, routed like the live gateway (``actors.gateway.ROUTES``), and on
+live gateway emits, routed like the live gateway (``actors.routes.ROUTES``), and on
 ``BacktestAdvance(until_ms)`` replays its symbol's bars that close by then."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import msgspec
 from thespian.actors import ActorAddress
 
 from actors.base import GridActor
-from actors.gateway import ROUTES
+from actors.routes import ROUTES
 from backtest.venue import NS, BacktestVenue, get_venue
 from infra.clock import now_ms
 from models import messages as m

@@ -15,7 +15,7 @@ shared by every symbol, as on the embedded exchange) and the replayed data of ev
 ``backtest.gateway.BacktestGatewayActor`` is the gateway role for one symbol: it answers the OMS's
 ``SendOrder``/``SendCancel``/``SendModify``/``QueryOrder``/``RequestReconciliation`` and the
 strategy's ``RequestHistory`` with the event types the live gateway emits (routed by
-``actors.gateway.ROUTES``), and on ``BacktestAdvance(until_ms)`` replays its symbol's bars that
+``actors.routes.ROUTES``), and on ``BacktestAdvance(until_ms)`` replays its symbol's bars that
 close by then. The driver (``backtest/driver.py``) owns the venue and registers it under an
 id (``register_venue``); the actor finds it from ``BacktestAttach``.
 

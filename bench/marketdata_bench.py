@@ -12,6 +12,7 @@ import os
 import time
 
 from exchange_sim import marketdata as md
+from exchange_sim.klinecsv import parse_ohlc_cached
 from exchange_sim.synthetic import generate
 from models.timeframes import parse_time
 
@@ -35,7 +36,7 @@ def main() -> None:
     if d is not None and (d / "klines").is_dir():
         def cold() -> None:
             os.environ["GRIDBOT_CACHE_DIR"] = "off"  # parse the files, not the disk cache
-            md._parse_ohlc_cached.cache_clear()
+            parse_ohlc_cached.cache_clear()
             md._merged.cache_clear()
             for s in SYMBOLS:
                 md.load_klines(s, "futures", "5m", data_dir=d)
@@ -44,7 +45,7 @@ def main() -> None:
         os.environ.pop("GRIDBOT_CACHE_DIR", None)
 
         def disk() -> None:
-            md._parse_ohlc_cached.cache_clear()
+            parse_ohlc_cached.cache_clear()
             md._merged.cache_clear()
             for s in SYMBOLS:
                 md.load_klines(s, "futures", "5m", data_dir=d)

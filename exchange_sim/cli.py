@@ -1,7 +1,9 @@
 """``python run.py sim ...`` / ``python -m exchange_sim.cli ...``: run the sim standalone.
 
 Prints exactly one JSON line with the URLs on stdout (human logs go to stderr), optionally
-writes it to ``--urls-file`` atomically, and stops cleanly on Ctrl-C / SIGTERM.
+writes it to ``--urls-file`` atomically, and stops cleanly on Ctrl-C / SIGTERM. The options
+are defined in ``exchange_sim.cli_options`` (argparse only: a front such as ``run.py`` can
+offer them without importing the server).
 
 By default it replays what the bot's default config (conf/default.json, or ``--config``)
 trades: its symbols and markets, the strategy's base bar interval and enough history for its
@@ -12,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import math
 import os
 import re
 import signal
@@ -22,59 +23,23 @@ from pathlib import Path
 import msgspec
 from loguru import logger
 
+from exchange_sim.cli_options import add_arguments
+from exchange_sim.marketdata import DataError
+from exchange_sim.server import SimServer
+from infra.config_io import load_config
+from infra.logs import log_event
+from models.config import ConfigError, replay_for_bot
 from models.simconfig import SimConfig
 
-
-def _speed(s: str) -> float | str:
-    """``--speed``: sim seconds per wall second (finite, >= 0; 0 = paused) or ``max``."""
-    if s == "max":
-        return "max"
-    try:
-        v = float(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{s!r}: not a number: give sim seconds per wall "
-                                         "second (0 = paused) or 'max'") from None
-    if not math.isfinite(v) or v < 0:
-        raise argparse.ArgumentTypeError(f"{s!r}: must be a finite number >= 0 (0 = paused) "
-                                         "or 'max'")
-    return v
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the sim options to ``parser``."""
-    g = parser.add_mutually_exclusive_group()
-    g.add_argument("--data", type=Path, default=None,
-                   help="kline data directory (layout of shared/data) or one kline CSV(.gz)")
-    g.add_argument("--scenario", default=None,
-                   help="replay a synthetic scenario instead (gbm, pump5, crash12, chop, ...)")
-    parser.add_argument("--symbols", nargs="+", default=None, help="e.g. BTCUSDT ETHUSDT")
-    parser.add_argument("--speed", type=_speed, default=None,
-                        help="sim seconds per wall second; 0 = paused; 'max' (default: the config's "
-                             "sim.speed, 60)")
-    parser.add_argument("--port", type=int, default=None, help="TCP port (0 = any free one)")
-    parser.add_argument("--host", default=None, help="bind address (default 127.0.0.1)")
-    parser.add_argument("--urls-file", type=Path, default=None,
-                        help="also write the URLs JSON to this file (atomically)")
-    parser.add_argument("--state", type=Path, default=None,
-                        help="persist accounts/orders/clock here and restore from it")
-    parser.add_argument("--start", default=None, help="sim start (ISO date/time or epoch ms)")
-    parser.add_argument("--market", choices=("spot", "futures", "both"), default=None,
-                        help="markets to serve (default: the config's markets)")
-    parser.add_argument("--interval", default=None, help="replay bar interval (default 5m)")
-    parser.add_argument("--seed", type=int, default=None, help="synthetic data seed")
-    parser.add_argument("--config", type=Path, default=None,
-                        help="bot config whose symbols, markets, bar interval and sim section "
-                             "to serve (default: conf/default.json)")
-    parser.add_argument("--sim-config", type=Path, default=None,
-                        help="JSON file with SimConfig fields (command-line options win)")
+#: The readable line of ``python run.py sim`` on stderr: time, level and the message (the
+#: event name and context go to the bot's JSON log when the sim runs inside the bot).
+STDERR_FORMAT = ("<green>{time:YYYY-MM-DD HH:mm:ss.SSS}</green> | <level>{level: <8}</level> | "
+                 "<level>{message}</level>")
 
 
 def bot_defaults(config: Path | None) -> dict:
     """SimConfig fields from a bot config: its ``sim`` section plus what the bot trades
-    (``embedded.replay_for_bot``). Raises ``ConfigError`` for a bad config file."""
-    from exchange_sim.embedded import replay_for_bot
-    from infra.config_io import load_config
-
+    (``models.simconfig.replay_for_bot``). Raises ``ConfigError`` for a bad config file."""
     cfg = load_config(config)
     base = msgspec.to_builtins(cfg.sim)
     base.update(replay_for_bot(cfg))
@@ -122,8 +87,6 @@ def write_atomic(path: Path, text: str) -> None:
 
 
 async def _serve(cfg: SimConfig, urls_file: Path | None) -> int:
-    from exchange_sim.server import SimServer
-
     srv = SimServer(cfg)
     urls = await srv.start()
     line = urls.to_json()
@@ -139,7 +102,7 @@ async def _serve(cfg: SimConfig, urls_file: Path | None) -> int:
         except (NotImplementedError, RuntimeError):
             pass
     await stop.wait()
-    logger.info("sim stopping")
+    log_event("SIM_STOPPING", "sim stopping")
     await srv.close()
     return 0
 
@@ -147,9 +110,7 @@ async def _serve(cfg: SimConfig, urls_file: Path | None) -> int:
 def run_from_args(args: argparse.Namespace) -> int:
     """Entry point for ``python run.py sim``; returns the exit code."""
     logger.remove()
-    logger.add(sys.stderr, level="INFO")
-    from models.config import ConfigError
-
+    logger.add(sys.stderr, level="INFO", format=STDERR_FORMAT)
     try:
         cfg = config_from_args(args)
     except ConfigError as e:
@@ -158,8 +119,6 @@ def run_from_args(args: argparse.Namespace) -> int:
     except (msgspec.ValidationError, msgspec.DecodeError, ValueError, OSError) as e:
         print(f"gridbot sim: bad configuration: {e}", file=sys.stderr)
         return 2
-    from exchange_sim.marketdata import DataError
-
     try:
         return asyncio.run(_serve(cfg, getattr(args, "urls_file", None)))
     except (ValueError, DataError) as e:  # what to replay does not exist: bad input

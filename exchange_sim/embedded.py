@@ -21,30 +21,22 @@ from typing import Any
 
 import msgspec
 
-from models.config import Config, base_interval
+from exchange_sim.replay import iso
+from exchange_sim.server import SimServer
+from infra.logs import log_event
+from models.config import Config, replay_for_bot
 from models.enums import Venue
+from models.simconfig import SimConfig
 
 SIM_URLS_FILE = "sim_urls.json"
 SIM_STATE_FILE = "exchange_sim.json"
 
 
-def replay_for_bot(cfg: Config) -> dict[str, Any]:
-    """What an exchange must replay for this bot: ``SimConfig`` fields ``symbols``, ``market``
-    (the portfolio's; "both" when it mixes them), ``interval`` (the strategy's base bar) and
-    ``warmup_bars`` (enough history before the start for the strategy's warm-up)."""
-    pf = cfg.portfolio
-    markets = {pf.market_of(s).value for s in pf.symbols}
-    market = markets.pop() if len(markets) == 1 else "both"
-    interval, iv_ms = base_interval(cfg)
-    warmup_bars = max(cfg.sim.warmup_bars, cfg.strategy.history_bars(iv_ms) + 50)
-    return {"symbols": list(pf.symbols), "market": market, "interval": interval,
-            "warmup_bars": warmup_bars}
-
-
-def sim_config_for_bot(cfg: Config, args: argparse.Namespace | None, state_dir: Path) -> Any:
-    """The ``SimConfig`` the bot's embedded exchange runs with (see module doc)."""
-    from models.simconfig import SimConfig
-
+def sim_config_for_bot(cfg: Config, args: argparse.Namespace | None,
+                       state_dir: Path) -> SimConfig:
+    """The ``SimConfig`` the bot's embedded exchange runs with (see module doc): what the bot
+    trades (``models.simconfig.replay_for_bot``), its ``sim`` section, the replay speed and a
+    state file in the bot's state directory."""
     speed: Any = cfg.sim.speed
     arg_speed = getattr(args, "speed", None) if args is not None else None
     if arg_speed is not None:
@@ -64,10 +56,6 @@ def start_for_bot(cfg: Config, args: argparse.Namespace | None,
     """Start the embedded exchange for a ``venue: sim`` bot; return its stop function."""
     if cfg.venue is not Venue.SIM:
         return None
-    from exchange_sim.replay import iso
-    from exchange_sim.server import SimServer
-    from infra.logs import log_event
-
     scfg = sim_config_for_bot(cfg, args, state_dir)
     srv = SimServer(scfg)
     urls = srv.start_in_thread()
@@ -92,14 +80,12 @@ class _EmbeddedVenue:
     """The launcher's handle on the embedded exchange: call it to stop the exchange;
     ``sim_time_at`` gives the replay's sim time (the terminal shows it next to wall time)."""
 
-    def __init__(self, srv: Any, urls_path: Path) -> None:
+    def __init__(self, srv: SimServer, urls_path: Path) -> None:
         self._srv = srv
         self._urls_path = urls_path
         self._started = time.time()
 
     def __call__(self) -> None:
-        from infra.logs import log_event
-
         self._srv.stop()
         self._urls_path.unlink(missing_ok=True)
         log_event("SIM_STOPPED", "embedded exchange stopped (state saved)")

@@ -1,8 +1,9 @@
 """Request-weight and order-count limits, Binance style, on WALL time (they protect the server).
 
-Fixed windows aligned to the wall clock (as Binance's are). Exceeding a limit answers 429 with
-``Retry-After``; an IP that keeps sending while limited (``ban_after_429`` more 429s) is banned:
-418 with ``Retry-After`` until the ban ends.
+Fixed windows aligned to the wall clock (as Binance's are), counted by the bot's own
+``models.ratelimit.FixedWindowCounter`` (one counter per IP or account and window). Exceeding a
+limit answers 429 with ``Retry-After``; an IP that keeps sending while limited
+(``ban_after_429`` more 429s) is banned: 418 with ``Retry-After`` until the ban ends.
 """
 
 from __future__ import annotations
@@ -13,30 +14,32 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from exchange_sim.auth import ApiError
+from models.ratelimit import FixedWindowCounter
 
 
 @dataclass
 class _Window:
+    """One limit: ``limit`` units per ``seconds``-window per key, reported in ``header``."""
+
     seconds: float
     limit: int
     header: str
     label: str
-    counts: dict[str, tuple[int, int]] = field(default_factory=dict)  # key -> (slot, count)
+    counters: dict[str, FixedWindowCounter] = field(default_factory=dict)
 
     def used(self, key: str, now: float) -> int:
-        slot = int(now // self.seconds)
-        s, c = self.counts.get(key, (slot, 0))
-        return c if s == slot else 0
+        c = self.counters.get(key)
+        return c.used(now) if c is not None else 0
 
     def add(self, key: str, n: int, now: float) -> int:
-        slot = int(now // self.seconds)
-        s, c = self.counts.get(key, (slot, 0))
-        c = (c if s == slot else 0) + n
-        self.counts[key] = (slot, c)
-        return c
+        c = self.counters.get(key)
+        if c is None:
+            c = self.counters[key] = FixedWindowCounter(self.seconds)
+        return c.add(n, now)
 
-    def retry_after(self, now: float) -> int:
-        return max(1, math.ceil((int(now // self.seconds) + 1) * self.seconds - now))
+    def retry_after(self, key: str, now: float) -> int:
+        """Whole seconds until ``key``'s window ends (at least 1)."""
+        return max(1, math.ceil(self.counters[key].end(now) - now))
 
 
 class RateLimiter:
@@ -111,7 +114,7 @@ class RateLimiter:
                 f"Too much request weight used; current limit is {self.weight.limit} request "
                 "weight per 1 MINUTE. Please use WebSocket Streams for live updates to avoid "
                 "polling the API.",
-                {**headers, "Retry-After": str(self.weight.retry_after(now))},
+                {**headers, "Retry-After": str(self.weight.retry_after(ip, now))},
             ))
         if account is not None:
             for w in self.orders:
@@ -124,7 +127,7 @@ class RateLimiter:
                             429, -1015,
                             f"Too many new orders; current limit is {w.limit} orders per "
                             f"{w.label}.",
-                            {**headers, "Retry-After": str(w.retry_after(now))},
+                            {**headers, "Retry-After": str(w.retry_after(account, now))},
                         ))
         self._strikes.pop(ip, None)
         return headers

@@ -7,17 +7,23 @@ Conditional orders (STOP_MARKET / TAKE_PROFIT_MARKET), which python-binance 1.0.
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from exchange_sim import formats
 from exchange_sim.auth import ApiError
 from exchange_sim.formats import sf
+from exchange_sim.rest import SIGNED, USER_STREAM, Req, RouteTable
 from exchange_sim.rest_spot import _ids, check_duplicate, side_of, tif_of
-from exchange_sim.server import SIGNED, USER_STREAM, Req, SimServer, route
+from exchange_sim.specs import maintenance_brackets
 from models.enums import OrderType
+
+if TYPE_CHECKING:
+    from exchange_sim.server import SimServer
 
 FUT_TYPES = {"LIMIT", "MARKET", "STOP_MARKET", "TAKE_PROFIT_MARKET"}
 ZERO = Decimal(0)
+#: This module's endpoints (the server assembles the tables).
+ROUTES = RouteTable()
 
 
 def _symbol(srv: SimServer, req: Req) -> str:
@@ -57,7 +63,7 @@ def _order_kwargs(req: Req, algo: bool = False) -> dict[str, Any]:
             "stop_price": stop, "reduce_only": req.bool_("reduceOnly")}
 
 
-@route("POST", "futures", "order", security=SIGNED, is_order=True)
+@ROUTES.route("POST", "futures", "order", security=SIGNED, is_order=True)
 def new_order(srv: SimServer, req: Req) -> dict:
     """POST /fapi/v1/order."""
     sym = _symbol(srv, req)
@@ -69,7 +75,7 @@ def new_order(srv: SimServer, req: Req) -> dict:
     return formats.futures_order(order)
 
 
-@route("POST", "futures", "order/test", security=SIGNED)
+@ROUTES.route("POST", "futures", "order/test", security=SIGNED)
 def test_order(srv: SimServer, req: Req) -> dict:
     """POST /fapi/v1/order/test."""
     sym = _symbol(srv, req)
@@ -78,7 +84,7 @@ def test_order(srv: SimServer, req: Req) -> dict:
     return {}
 
 
-@route("PUT", "futures", "order", security=SIGNED, order_request=True)
+@ROUTES.route("PUT", "futures", "order", security=SIGNED, order_request=True)
 def modify_order(srv: SimServer, req: Req) -> dict:
     """PUT /fapi/v1/order (modify price/quantity of a LIMIT order)."""
     sym = _symbol(srv, req)
@@ -89,14 +95,14 @@ def modify_order(srv: SimServer, req: Req) -> dict:
     return formats.futures_order(order)
 
 
-@route("GET", "futures", "order", security=SIGNED)
+@ROUTES.route("GET", "futures", "order", security=SIGNED)
 def get_order(srv: SimServer, req: Req) -> dict:
     """GET /fapi/v1/order."""
     o = _eng(srv).get_order(req.account, _symbol(srv, req), **_ids(req))
     return formats.futures_order(o, with_time=True)
 
 
-@route("GET", "futures", "openOrder", security=SIGNED)
+@ROUTES.route("GET", "futures", "openOrder", security=SIGNED)
 def get_open_order(srv: SimServer, req: Req) -> dict:
     """GET /fapi/v1/openOrder."""
     o = _eng(srv).get_order(req.account, _symbol(srv, req), **_ids(req))
@@ -105,7 +111,7 @@ def get_open_order(srv: SimServer, req: Req) -> dict:
     return formats.futures_order(o, with_time=True)
 
 
-@route("DELETE", "futures", "order", security=SIGNED, order_request=True)
+@ROUTES.route("DELETE", "futures", "order", security=SIGNED, order_request=True)
 def cancel_order(srv: SimServer, req: Req) -> dict:
     """DELETE /fapi/v1/order."""
     o, events = _eng(srv).cancel_order(req.account, _symbol(srv, req), **_ids(req),
@@ -114,7 +120,7 @@ def cancel_order(srv: SimServer, req: Req) -> dict:
     return formats.futures_order(o)
 
 
-@route("DELETE", "futures", "allOpenOrders", security=SIGNED, order_request=True)
+@ROUTES.route("DELETE", "futures", "allOpenOrders", security=SIGNED, order_request=True)
 def cancel_all(srv: SimServer, req: Req) -> dict:
     """DELETE /fapi/v1/allOpenOrders."""
     _, events = _eng(srv).cancel_all(req.account, _symbol(srv, req), req.now)
@@ -122,7 +128,7 @@ def cancel_all(srv: SimServer, req: Req) -> dict:
     return {"code": 200, "msg": "The operation of cancel all open order is done."}
 
 
-@route("GET", "futures", "openOrders", weight=lambda r: 1 if r.get("symbol") else 40,
+@ROUTES.route("GET", "futures", "openOrders", weight=lambda r: 1 if r.get("symbol") else 40,
        security=SIGNED)
 def open_orders(srv: SimServer, req: Req) -> list:
     """GET /fapi/v1/openOrders."""
@@ -132,7 +138,7 @@ def open_orders(srv: SimServer, req: Req) -> list:
             if o.type not in (OrderType.STOP_MARKET, OrderType.TAKE_PROFIT_MARKET)]
 
 
-@route("GET", "futures", "allOrders", weight=5, security=SIGNED)
+@ROUTES.route("GET", "futures", "allOrders", weight=5, security=SIGNED)
 def all_orders(srv: SimServer, req: Req) -> list:
     """GET /fapi/v1/allOrders."""
     limit = req.int_("limit", 500) or 500
@@ -143,7 +149,7 @@ def all_orders(srv: SimServer, req: Req) -> list:
         end_ms=req.int_("endTime"), limit=limit, from_order_id=req.int_("orderId"))]
 
 
-@route("GET", "futures", "userTrades", weight=5, security=SIGNED)
+@ROUTES.route("GET", "futures", "userTrades", weight=5, security=SIGNED)
 def user_trades(srv: SimServer, req: Req) -> list:
     """GET /fapi/v1/userTrades."""
     limit = req.int_("limit", 500) or 500
@@ -156,7 +162,7 @@ def user_trades(srv: SimServer, req: Req) -> list:
     return [formats.futures_trade(f) for f in fills if oid is None or f.order_id == oid]
 
 
-@route("GET", "futures", "income", weight=30, security=SIGNED)
+@ROUTES.route("GET", "futures", "income", weight=30, security=SIGNED)
 def income(srv: SimServer, req: Req) -> list:
     """GET /fapi/v1/income."""
     limit = req.int_("limit", 100) or 100
@@ -175,7 +181,7 @@ def _account_view(srv: SimServer, req: Req) -> Any:
     return _eng(srv).futures_account(req.account)
 
 
-@route("GET", "futures", "account", weight=5, security=SIGNED)
+@ROUTES.route("GET", "futures", "account", weight=5, security=SIGNED)
 def account(srv: SimServer, req: Req) -> dict:
     """GET /fapi/v2|v3/account."""
     v = _account_view(srv, req)
@@ -217,7 +223,7 @@ def account(srv: SimServer, req: Req) -> dict:
     }
 
 
-@route("GET", "futures", "balance", weight=5, security=SIGNED)
+@ROUTES.route("GET", "futures", "balance", weight=5, security=SIGNED)
 def balance(srv: SimServer, req: Req) -> list:
     """GET /fapi/v2|v3/balance."""
     v = _account_view(srv, req)
@@ -228,7 +234,7 @@ def balance(srv: SimServer, req: Req) -> list:
              "updateTime": req.now}]
 
 
-@route("GET", "futures", "positionRisk", weight=5, security=SIGNED)
+@ROUTES.route("GET", "futures", "positionRisk", weight=5, security=SIGNED)
 def position_risk(srv: SimServer, req: Req) -> list:
     """GET /fapi/v2|v3/positionRisk."""
     sym = req.get("symbol")
@@ -236,7 +242,7 @@ def position_risk(srv: SimServer, req: Req) -> list:
             for p in _eng(srv).positions(req.account, sym.upper() if sym else None)]
 
 
-@route("POST", "futures", "leverage", security=SIGNED)
+@ROUTES.route("POST", "futures", "leverage", security=SIGNED)
 def leverage(srv: SimServer, req: Req) -> dict:
     """POST /fapi/v1/leverage."""
     sym = _symbol(srv, req)
@@ -247,7 +253,7 @@ def leverage(srv: SimServer, req: Req) -> dict:
     return {"leverage": got, "maxNotionalValue": "1000000000", "symbol": sym}
 
 
-@route("POST", "futures", "marginType", security=SIGNED)
+@ROUTES.route("POST", "futures", "marginType", security=SIGNED)
 def margin_type(srv: SimServer, req: Req) -> dict:
     """POST /fapi/v1/marginType."""
     mt = req.req("marginType").upper()
@@ -257,13 +263,13 @@ def margin_type(srv: SimServer, req: Req) -> dict:
     return {"code": 200, "msg": "success"}
 
 
-@route("GET", "futures", "positionSide/dual", weight=30, security=SIGNED)
+@ROUTES.route("GET", "futures", "positionSide/dual", weight=30, security=SIGNED)
 def get_dual(srv: SimServer, req: Req) -> dict:
     """GET /fapi/v1/positionSide/dual: always one-way mode."""
     return {"dualSidePosition": False}
 
 
-@route("POST", "futures", "positionSide/dual", security=SIGNED)
+@ROUTES.route("POST", "futures", "positionSide/dual", security=SIGNED)
 def set_dual(srv: SimServer, req: Req) -> dict:
     """POST /fapi/v1/positionSide/dual: only one-way mode is modelled."""
     if req.bool_("dualSidePosition"):
@@ -271,13 +277,13 @@ def set_dual(srv: SimServer, req: Req) -> dict:
     raise ApiError(400, -4059, "No need to change position side.")
 
 
-@route("GET", "futures", "multiAssetsMargin", weight=30, security=SIGNED)
+@ROUTES.route("GET", "futures", "multiAssetsMargin", weight=30, security=SIGNED)
 def get_multi(srv: SimServer, req: Req) -> dict:
     """GET /fapi/v1/multiAssetsMargin."""
     return {"multiAssetsMargin": False}
 
 
-@route("GET", "futures", "commissionRate", weight=20, security=SIGNED)
+@ROUTES.route("GET", "futures", "commissionRate", weight=20, security=SIGNED)
 def commission_rate(srv: SimServer, req: Req) -> dict:
     """GET /fapi/v1/commissionRate."""
     cfg = srv.config
@@ -285,10 +291,9 @@ def commission_rate(srv: SimServer, req: Req) -> dict:
             "takerCommissionRate": sf(cfg.futures_taker_fee)}
 
 
-@route("GET", "futures", "leverageBracket", security=SIGNED)
+@ROUTES.route("GET", "futures", "leverageBracket", security=SIGNED)
 def leverage_bracket(srv: SimServer, req: Req) -> list:
     """GET /fapi/v1/leverageBracket."""
-    from exchange_sim.specs import maintenance_brackets
     out = []
     syms = [req.get("symbol").upper()] if req.get("symbol") else list(srv.specs["futures"])
     for s in syms:
@@ -302,13 +307,13 @@ def leverage_bracket(srv: SimServer, req: Req) -> list:
 
 
 # -- listen key ---------------------------------------------------------------------------------
-@route("POST", "futures", "listenKey", security=USER_STREAM)
+@ROUTES.route("POST", "futures", "listenKey", security=USER_STREAM)
 def lk_new(srv: SimServer, req: Req) -> dict:
     """POST /fapi/v1/listenKey."""
     return {"listenKey": srv.new_listen_key(req.account)}
 
 
-@route("PUT", "futures", "listenKey", security=USER_STREAM)
+@ROUTES.route("PUT", "futures", "listenKey", security=USER_STREAM)
 def lk_keepalive(srv: SimServer, req: Req) -> dict:
     """PUT /fapi/v1/listenKey."""
     key = req.get("listenKey")
@@ -317,7 +322,7 @@ def lk_keepalive(srv: SimServer, req: Req) -> dict:
                                      if a == req.account)}
 
 
-@route("DELETE", "futures", "listenKey", security=USER_STREAM)
+@ROUTES.route("DELETE", "futures", "listenKey", security=USER_STREAM)
 def lk_close(srv: SimServer, req: Req) -> dict:
     """DELETE /fapi/v1/listenKey."""
     srv.close_listen_key(req.account, req.get("listenKey"))
@@ -342,7 +347,7 @@ def _algo(o: Any) -> dict:
     }
 
 
-@route("POST", "futures", "algoOrder", security=SIGNED, is_order=True)
+@ROUTES.route("POST", "futures", "algoOrder", security=SIGNED, is_order=True)
 def new_algo(srv: SimServer, req: Req) -> dict:
     """POST /fapi/v1/algoOrder (algoType=CONDITIONAL)."""
     if req.get("algoType", "CONDITIONAL") != "CONDITIONAL":
@@ -362,13 +367,13 @@ def _algo_ids(req: Req) -> dict[str, Any]:
     return _ids(req, "algoId", "clientAlgoId")
 
 
-@route("GET", "futures", "algoOrder", security=SIGNED)
+@ROUTES.route("GET", "futures", "algoOrder", security=SIGNED)
 def get_algo(srv: SimServer, req: Req) -> dict:
     """GET /fapi/v1/algoOrder."""
     return _algo(_eng(srv).get_order(req.account, _symbol(srv, req), **_algo_ids(req)))
 
 
-@route("DELETE", "futures", "algoOrder", security=SIGNED, order_request=True)
+@ROUTES.route("DELETE", "futures", "algoOrder", security=SIGNED, order_request=True)
 def cancel_algo(srv: SimServer, req: Req) -> dict:
     """DELETE /fapi/v1/algoOrder."""
     o, events = _eng(srv).cancel_order(req.account, _symbol(srv, req), **_algo_ids(req),
@@ -378,7 +383,7 @@ def cancel_algo(srv: SimServer, req: Req) -> dict:
             "msg": "success"}
 
 
-@route("GET", "futures", "openAlgoOrders", security=SIGNED)
+@ROUTES.route("GET", "futures", "openAlgoOrders", security=SIGNED)
 def open_algo(srv: SimServer, req: Req) -> list:
     """GET /fapi/v1/openAlgoOrders."""
     sym = _symbol(srv, req) if req.get("symbol") else None

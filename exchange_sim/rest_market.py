@@ -1,23 +1,29 @@
 """Public market-data REST endpoints, spot (``/api/v3``) and futures (``/fapi/v1|v2``).
 
-Everything is derived from the replay with no look-ahead (see ``exchange_sim.replay``). The
-order book is synthesized around the last price: best bid = last price, best ask = one tick
-above, ``limit`` levels one tick apart, each level's quantity a share of the last closed bar's
-volume (at least the minimum quantity).
+Everything is derived from the replay with no look-ahead (see ``exchange_sim.replay``); the
+order book is the one synthesized around the last price (``exchange_sim.quotes``).
 """
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from exchange_sim.auth import ApiError
 from exchange_sim.formats import fmt, s8, sf
+from exchange_sim.quotes import book, last_price
 from exchange_sim.replay import INTERVALS_MS, Feed
-from exchange_sim.server import Req, SimServer, route
+from exchange_sim.rest import Req, RouteTable
+from exchange_sim.specs import exchange_info_symbol
 from models.enums import Market
 
+if TYPE_CHECKING:
+    from exchange_sim.server import SimServer
+
 ZERO = Decimal(0)
+#: This module's endpoints (the server assembles the tables).
+ROUTES = RouteTable()
 
 
 def feed_of(srv: SimServer, market: str, symbol: str | None) -> Feed:
@@ -35,7 +41,6 @@ def _feeds(srv: SimServer, req: Req) -> tuple[list[Feed], bool]:
         return [feed_of(srv, req.market, sym)], True
     syms = req.get("symbols")
     if syms:
-        import json
         try:
             names = json.loads(syms)
         except ValueError:
@@ -43,28 +48,6 @@ def _feeds(srv: SimServer, req: Req) -> tuple[list[Feed], bool]:
                 from None
         return [feed_of(srv, req.market, s) for s in names], False
     return [f for (m, _), f in srv.feeds.items() if m == req.market], False
-
-
-def last_price(srv: SimServer, f: Feed) -> Decimal:
-    """Last trade price visible now."""
-    p = f.last_price(srv.now_ms())
-    return p if p is not None else ZERO
-
-
-def book(srv: SimServer, f: Feed, levels: int) -> tuple[list[list[str]], list[list[str]]]:
-    """Synthetic (bids, asks) as Binance string pairs."""
-    last = last_price(srv, f)
-    tick = f.filters.tick_size
-    base = f.filters.round_qty(f.last_volume / Decimal(40)) if f.last_volume else ZERO
-    base = max(base, f.filters.min_qty)
-    bids, asks = [], []
-    m = f.market
-    for i in range(levels):
-        q = fmt(f.filters.round_qty(base * (1 + Decimal(i) / 10)), m)
-        if last - tick * i > 0:
-            bids.append([fmt(last - tick * i, m), q])
-        asks.append([fmt(last + tick * (i + 1), m), q])
-    return bids, asks
 
 
 # -- general ------------------------------------------------------------------------------------
@@ -80,7 +63,6 @@ def server_time(srv: SimServer, req: Req) -> dict:
 
 def exchange_info(srv: SimServer, req: Req) -> dict:
     """GET exchangeInfo with filters and rate limits."""
-    from exchange_sim.specs import exchange_info_symbol
     cfg = srv.config
     mk = Market(req.market)
     syms = [exchange_info_symbol(f, mk) for f in srv.specs[req.market].values()]
@@ -148,7 +130,7 @@ def depth(srv: SimServer, req: Req) -> dict:
     limit = req.int_("limit", 100) or 100
     if limit <= 0 or limit > 5000:
         raise ApiError(400, -1130, "Invalid data sent for a parameter.")
-    bids, asks = book(srv, f, min(limit, 100))
+    bids, asks = book(f, srv.now_ms(), min(limit, 100))
     d: dict[str, Any] = {"lastUpdateId": srv.update_id}
     if req.market == "futures":
         d.update({"E": srv.now_ms(), "T": srv.now_ms()})
@@ -173,7 +155,7 @@ def ticker_price(srv: SimServer, req: Req) -> Any:
     feeds, single = _feeds(srv, req)
     rows = []
     for f in feeds:
-        r: dict[str, Any] = {"symbol": f.symbol, "price": fmt(last_price(srv, f), req.market)}
+        r: dict[str, Any] = {"symbol": f.symbol, "price": fmt(last_price(f, srv.now_ms()), req.market)}
         if req.market == "futures":
             r["time"] = srv.now_ms()
         rows.append(r)
@@ -185,7 +167,7 @@ def book_ticker(srv: SimServer, req: Req) -> Any:
     feeds, single = _feeds(srv, req)
     rows = []
     for f in feeds:
-        bids, asks = book(srv, f, 1)
+        bids, asks = book(f, srv.now_ms(), 1)
         r: dict[str, Any] = {"symbol": f.symbol, "bidPrice": bids[0][0] if bids else "0",
                              "bidQty": bids[0][1] if bids else "0", "askPrice": asks[0][0],
                              "askQty": asks[0][1]}
@@ -202,7 +184,7 @@ def ticker_24hr(srv: SimServer, req: Req) -> Any:
     rows = []
     for f in feeds:
         ks = f.klines(f.interval_ms, now, now - 86_400_000, None, 100000)
-        last = last_price(srv, f)
+        last = last_price(f, srv.now_ms())
         if ks:
             o = Decimal(ks[0][1])
             h = max(Decimal(k[2]) for k in ks)
@@ -225,7 +207,7 @@ def ticker_24hr(srv: SimServer, req: Req) -> Any:
             "openTime": t0, "closeTime": now, "firstId": 0, "lastId": 0, "count": 0,
         }
         if m == "spot":
-            bids, asks = book(srv, f, 1)
+            bids, asks = book(f, srv.now_ms(), 1)
             r.update({"prevClosePrice": s8(o), "bidPrice": bids[0][0] if bids else s8(ZERO),
                       "bidQty": bids[0][1] if bids else s8(ZERO), "askPrice": asks[0][0],
                       "askQty": asks[0][1]})
@@ -236,34 +218,34 @@ def ticker_24hr(srv: SimServer, req: Req) -> Any:
 def avg_price(srv: SimServer, req: Req) -> dict:
     """GET avgPrice (spot): mean close of the last 5 visible minutes of bars."""
     f = feed_of(srv, req.market, req.req("symbol"))
-    return {"mins": 5, "price": s8(last_price(srv, f)), "closeTime": srv.now_ms()}
+    return {"mins": 5, "price": s8(last_price(f, srv.now_ms())), "closeTime": srv.now_ms()}
 
 
 for _m in ("spot", "futures"):
-    route("GET", _m, "ping")(ping)
-    route("GET", _m, "time")(server_time)
-    route("GET", _m, "exchangeInfo", weight=20 if _m == "spot" else 1)(exchange_info)
-    route("GET", _m, "klines", weight=kline_weight)(klines)
-    route("GET", _m, "depth", weight=depth_weight)(depth)
-    route("GET", _m, "ticker/price", weight=2 if _m == "spot" else 1)(ticker_price)
-    route("GET", _m, "ticker/bookTicker", weight=2)(book_ticker)
-    route("GET", _m, "ticker/24hr", weight=2 if _m == "spot" else 1)(ticker_24hr)
-route("GET", "spot", "uiKlines", weight=2)(klines)
-route("GET", "spot", "avgPrice", weight=2)(avg_price)
-route("GET", "futures", "continuousKlines", weight=kline_weight)(klines)
-route("GET", "futures", "markPriceKlines", weight=kline_weight)(klines)
-route("GET", "futures", "indexPriceKlines", weight=kline_weight)(klines)
+    ROUTES.route("GET", _m, "ping")(ping)
+    ROUTES.route("GET", _m, "time")(server_time)
+    ROUTES.route("GET", _m, "exchangeInfo", weight=20 if _m == "spot" else 1)(exchange_info)
+    ROUTES.route("GET", _m, "klines", weight=kline_weight)(klines)
+    ROUTES.route("GET", _m, "depth", weight=depth_weight)(depth)
+    ROUTES.route("GET", _m, "ticker/price", weight=2 if _m == "spot" else 1)(ticker_price)
+    ROUTES.route("GET", _m, "ticker/bookTicker", weight=2)(book_ticker)
+    ROUTES.route("GET", _m, "ticker/24hr", weight=2 if _m == "spot" else 1)(ticker_24hr)
+ROUTES.route("GET", "spot", "uiKlines", weight=2)(klines)
+ROUTES.route("GET", "spot", "avgPrice", weight=2)(avg_price)
+ROUTES.route("GET", "futures", "continuousKlines", weight=kline_weight)(klines)
+ROUTES.route("GET", "futures", "markPriceKlines", weight=kline_weight)(klines)
+ROUTES.route("GET", "futures", "indexPriceKlines", weight=kline_weight)(klines)
 
 
 # -- futures-only ---------------------------------------------------------------------------------
-@route("GET", "futures", "premiumIndex")
+@ROUTES.route("GET", "futures", "premiumIndex")
 def premium_index(srv: SimServer, req: Req) -> Any:
     """GET premiumIndex: mark = index = last close (no basis modelled)."""
     feeds, single = _feeds(srv, req)
     rows = []
     for f in feeds:
         eng = srv.engines["futures"]
-        mark = eng.mark_price(f.symbol) or last_price(srv, f)
+        mark = eng.mark_price(f.symbol) or last_price(f, srv.now_ms())
         last = srv.replay.last_funding.get(f.symbol)
         nxt = srv.replay.next_funding(f.symbol)
         rows.append({
@@ -276,7 +258,7 @@ def premium_index(srv: SimServer, req: Req) -> Any:
     return _one_or_list(rows, single)
 
 
-@route("GET", "futures", "fundingRate")
+@ROUTES.route("GET", "futures", "fundingRate")
 def funding_rate(srv: SimServer, req: Req) -> list:
     """GET fundingRate history up to now."""
     sym = (req.get("symbol") or "").upper()
@@ -301,7 +283,7 @@ def funding_rate(srv: SimServer, req: Req) -> list:
     return out
 
 
-@route("GET", "futures", "fundingInfo")
+@ROUTES.route("GET", "futures", "fundingInfo")
 def funding_info(srv: SimServer, req: Req) -> list:
     """GET fundingInfo."""
     return [{"symbol": s, "adjustedFundingRateCap": "0.03000000",

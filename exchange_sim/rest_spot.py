@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from exchange_sim import formats
 from exchange_sim.auth import ApiError
-from exchange_sim.server import SIGNED, USER_STREAM, Req, SimServer, route
+from exchange_sim.engine import CancelReplaceError
+from exchange_sim.rest import SIGNED, USER_STREAM, Req, RouteTable
 from models.enums import OrderType, Side, TimeInForce
 
+if TYPE_CHECKING:
+    from exchange_sim.server import SimServer
+
 SPOT_TYPES = {"LIMIT", "LIMIT_MAKER", "MARKET"}
+#: This module's endpoints (the server assembles the tables).
+ROUTES = RouteTable()
 
 
 def side_of(req: Req, name: str = "side") -> Side:
@@ -81,7 +87,7 @@ def _fills_of(events: list[Any], order_id: int) -> list[Any]:
             and e.order.order_id == order_id]
 
 
-@route("POST", "spot", "order", security=SIGNED, is_order=True)
+@ROUTES.route("POST", "spot", "order", security=SIGNED, is_order=True)
 def new_order(srv: SimServer, req: Req) -> dict:
     """POST /api/v3/order."""
     sym = _symbol(srv, req)
@@ -96,7 +102,7 @@ def new_order(srv: SimServer, req: Req) -> dict:
                               resp_type=resp)
 
 
-@route("POST", "spot", "order/test", security=SIGNED)
+@ROUTES.route("POST", "spot", "order/test", security=SIGNED)
 def test_order(srv: SimServer, req: Req) -> dict:
     """POST /api/v3/order/test: validate only."""
     sym = _symbol(srv, req)
@@ -116,14 +122,14 @@ def _ids(req: Req, id_name: str = "orderId", cid_name: str = "origClientOrderId"
     return {"order_id": oid, "client_order_id": cid}
 
 
-@route("GET", "spot", "order", weight=4, security=SIGNED)
+@ROUTES.route("GET", "spot", "order", weight=4, security=SIGNED)
 def get_order(srv: SimServer, req: Req) -> dict:
     """GET /api/v3/order."""
     o = srv.engines["spot"].get_order(req.account, _symbol(srv, req), **_ids(req))
     return formats.spot_order(o, transact=False)
 
 
-@route("DELETE", "spot", "order", security=SIGNED, order_request=True)
+@ROUTES.route("DELETE", "spot", "order", security=SIGNED, order_request=True)
 def cancel_order(srv: SimServer, req: Req) -> dict:
     """DELETE /api/v3/order."""
     o, events = srv.engines["spot"].cancel_order(req.account, _symbol(srv, req), **_ids(req),
@@ -133,7 +139,7 @@ def cancel_order(srv: SimServer, req: Req) -> dict:
     return formats.spot_cancel(o, o.client_order_id, new_cid, req.now)
 
 
-@route("GET", "spot", "openOrders", weight=lambda r: 6 if r.get("symbol") else 80,
+@ROUTES.route("GET", "spot", "openOrders", weight=lambda r: 6 if r.get("symbol") else 80,
        security=SIGNED)
 def open_orders(srv: SimServer, req: Req) -> list:
     """GET /api/v3/openOrders."""
@@ -142,7 +148,7 @@ def open_orders(srv: SimServer, req: Req) -> list:
             for o in srv.engines["spot"].open_orders(req.account, sym)]
 
 
-@route("DELETE", "spot", "openOrders", security=SIGNED, order_request=True)
+@ROUTES.route("DELETE", "spot", "openOrders", security=SIGNED, order_request=True)
 def cancel_open_orders(srv: SimServer, req: Req) -> list:
     """DELETE /api/v3/openOrders."""
     sym = _symbol(srv, req)
@@ -152,7 +158,7 @@ def cancel_open_orders(srv: SimServer, req: Req) -> list:
             for o in orders]
 
 
-@route("GET", "spot", "allOrders", weight=20, security=SIGNED)
+@ROUTES.route("GET", "spot", "allOrders", weight=20, security=SIGNED)
 def all_orders(srv: SimServer, req: Req) -> list:
     """GET /api/v3/allOrders."""
     limit = req.int_("limit", 500) or 500
@@ -164,7 +170,7 @@ def all_orders(srv: SimServer, req: Req) -> list:
     return [formats.spot_order(o, transact=False) for o in orders]
 
 
-@route("GET", "spot", "myTrades", weight=20, security=SIGNED)
+@ROUTES.route("GET", "spot", "myTrades", weight=20, security=SIGNED)
 def my_trades(srv: SimServer, req: Req) -> list:
     """GET /api/v3/myTrades."""
     limit = req.int_("limit", 500) or 500
@@ -178,7 +184,7 @@ def my_trades(srv: SimServer, req: Req) -> list:
     return [formats.spot_trade(f) for f in fills if oid is None or f.order_id == oid]
 
 
-@route("GET", "spot", "account", weight=20, security=SIGNED)
+@ROUTES.route("GET", "spot", "account", weight=20, security=SIGNED)
 def account(srv: SimServer, req: Req) -> dict:
     """GET /api/v3/account."""
     cfg = srv.config
@@ -199,7 +205,7 @@ def account(srv: SimServer, req: Req) -> dict:
     }
 
 
-@route("GET", "spot", "account/commission", weight=20, security=SIGNED)
+@ROUTES.route("GET", "spot", "account/commission", weight=20, security=SIGNED)
 def commission(srv: SimServer, req: Req) -> dict:
     """GET /api/v3/account/commission."""
     cfg = srv.config
@@ -213,7 +219,7 @@ def commission(srv: SimServer, req: Req) -> dict:
                          "discountAsset": "BNB", "discount": "0.75000000"}}
 
 
-@route("POST", "spot", "order/cancelReplace", security=SIGNED, is_order=True)
+@ROUTES.route("POST", "spot", "order/cancelReplace", security=SIGNED, is_order=True)
 def cancel_replace(srv: SimServer, req: Req) -> dict:
     """POST /api/v3/order/cancelReplace (STOP_ON_FAILURE / ALLOW_FAILURE)."""
     sym = _symbol(srv, req)
@@ -222,7 +228,6 @@ def cancel_replace(srv: SimServer, req: Req) -> dict:
         raise ApiError(400, -1100, "Illegal characters found in parameter 'cancelReplaceMode'.")
     ids = _ids(req, "cancelOrderId", "cancelOrigClientOrderId")
     kw = order_kwargs(req, SPOT_TYPES)
-    from exchange_sim.engine import CancelReplaceError
     cxl_cid = req.get("cancelNewClientOrderId")
 
     def cxl(o: Any) -> dict:
@@ -256,20 +261,20 @@ def cancel_replace(srv: SimServer, req: Req) -> dict:
     }
 
 
-@route("POST", "spot", "userDataStream", weight=2, security=USER_STREAM)
+@ROUTES.route("POST", "spot", "userDataStream", weight=2, security=USER_STREAM)
 def uds_new(srv: SimServer, req: Req) -> dict:
     """POST /api/v3/userDataStream (legacy listenKey; stream at /ws/<listenKey>)."""
     return {"listenKey": srv.new_listen_key(req.account)}
 
 
-@route("PUT", "spot", "userDataStream", weight=2, security=USER_STREAM)
+@ROUTES.route("PUT", "spot", "userDataStream", weight=2, security=USER_STREAM)
 def uds_keepalive(srv: SimServer, req: Req) -> dict:
     """PUT /api/v3/userDataStream."""
     srv.keepalive_listen_key(req.account, req.req("listenKey"))
     return {}
 
 
-@route("DELETE", "spot", "userDataStream", weight=2, security=USER_STREAM)
+@ROUTES.route("DELETE", "spot", "userDataStream", weight=2, security=USER_STREAM)
 def uds_close(srv: SimServer, req: Req) -> dict:
     """DELETE /api/v3/userDataStream."""
     srv.close_listen_key(req.account, req.req("listenKey"))

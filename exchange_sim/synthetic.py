@@ -43,7 +43,7 @@ from decimal import Decimal
 import numpy as np
 from scipy.signal import lfilter
 
-from exchange_sim.marketdata import Bars
+from exchange_sim.bars import Bars
 from models.enums import Market
 from models.timeframes import INTERVAL_MS
 

@@ -20,18 +20,17 @@ false``) every ``KLINE_UPDATE_S`` (2) seconds of wall time while the clock runs,
 as its intrabar path has gone (``Feed.progress``). Klines of every interval that is a whole
 multiple of the replayed one are aggregated; a stream the replay cannot serve (a finer interval,
 a symbol not replayed) is refused: the connection is closed with code 1008 and the reason, or a
-SUBSCRIBE gets an error reply, and the sim logs a WARNING. Clients may SUBSCRIBE / UNSUBSCRIBE /
-LIST_SUBSCRIPTIONS.
+SUBSCRIBE gets an error reply, and the sim logs a WARNING (SIM_STREAM_REFUSED). Clients may
+SUBSCRIBE / UNSUBSCRIBE / LIST_SUBSCRIPTIONS. This module holds the connections, the client
+messages and the fan-out; the market events themselves are built by ``exchange_sim.ws_market``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import time
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
@@ -40,8 +39,9 @@ from aiohttp import WSMsgType, web
 from loguru import logger
 
 from exchange_sim.auth import ApiError, check_api_key, check_timestamp, sign
-from exchange_sim.formats import fmt
-from exchange_sim.replay import INTERVALS_MS, Feed, group_open, interval_problem
+from exchange_sim.replay import Feed
+from exchange_sim.ws_market import MarketPayloads, parse_stream
+from infra.logs import log_event
 
 if TYPE_CHECKING:
     from exchange_sim.server import SimServer
@@ -49,7 +49,6 @@ if TYPE_CHECKING:
 _enc = msgspec.json.Encoder()
 _dec = msgspec.json.Decoder()
 MAX_QUEUE = 10000
-KLINE_KINDS = ("kline", "continuousKline")
 #: Wall seconds between updates of the candle in progress on kline streams (Binance: 2 s).
 KLINE_UPDATE_S = 2.0
 #: A WebSocket close reason may hold at most 123 bytes.
@@ -77,30 +76,6 @@ class Conn:
     """Per kline stream: the in-progress candle last sent (unchanged candles are not resent)."""
 
 
-@functools.lru_cache(maxsize=4096)
-def parse_stream(name: str) -> tuple[str, str, str] | None:
-    """``btcusdt@kline_1m`` -> ("BTCUSDT", "kline", "1m"); None if not understood."""
-    if "@" not in name:
-        return None
-    sym, rest = name.split("@", 1)
-    sym = sym.upper()
-    if sym.endswith("_PERPETUAL"):
-        sym = sym[: -len("_PERPETUAL")]
-        if rest.startswith("continuousKline_"):
-            return sym, "continuousKline", rest[len("continuousKline_"):]
-        return None
-    base = rest.split("@", 1)[0]
-    if base.startswith("kline_"):
-        return sym, "kline", base[len("kline_"):]
-    if base in ("bookTicker", "aggTrade", "trade", "markPrice"):
-        return sym, base, ""
-    if base == "depth":
-        return sym, "depth", ""
-    if base.startswith("depth") and base[5:].isdigit():
-        return sym, "depthN", base[5:]
-    return None
-
-
 class WsHub:
     """All WebSocket connections of one ``SimServer`` and the fan-out to them."""
 
@@ -110,8 +85,7 @@ class WsHub:
         self.kline_update_s = KLINE_UPDATE_S
         self.conns: set[Conn] = set()
         self._sub_seq = 0
-        self._agg_id = 1
-        self._books: dict[tuple[str, str], dict[str, set[str]]] = {}
+        self.payloads = MarketPayloads(srv)
         self.sent = 0
 
     # -- bookkeeping --------------------------------------------------------------------------
@@ -123,29 +97,11 @@ class WsHub:
             out[k] = out.get(k, 0) + 1
         return out
 
-    def stream_problem(self, market: str, name: str) -> str | None:
-        """Why this venue cannot serve the (well-formed) stream ``name`` on ``market`` (None:
-        it can)."""
-        parsed = parse_stream(name)
-        if parsed is None:
-            return "not a stream name this exchange knows"
-        sym, kind, arg = parsed
-        if kind == "continuousKline" and market != "futures":
-            return "continuous klines are a futures stream"
-        if kind == "markPrice" and market != "futures":
-            return "mark price is a futures stream"
-        f = self.srv.feeds.get((market, sym))
-        if f is None:
-            served = " ".join(s for m, s in self.srv.feeds if m == market)
-            return f"{sym} is not replayed on {market} (symbols: {served})"
-        if kind in KLINE_KINDS:
-            return interval_problem(arg, f.interval_ms)
-        return None
-
     def _refuse(self, market: str, name: str, why: str, how: str) -> str:
         """Log a refused stream (WARNING) and return the reason for the client."""
-        logger.warning("WebSocket stream {} refused ({}): {} [{} market]", name, how, why,
-                       market)
+        log_event("SIM_STREAM_REFUSED",
+                  f"WebSocket stream {name} refused ({how}): {why} [{market} market]",
+                  level="WARNING", stream=name, how=how, reason=why, market=market)
         return f"{name}: {why}"
 
     def _send(self, c: Conn, text: str, force: bool = False) -> None:
@@ -156,7 +112,9 @@ class WsHub:
         try:
             c.queue.put_nowait(text)
         except asyncio.QueueFull:
-            logger.warning("closing slow WebSocket consumer ({} queued)", MAX_QUEUE)
+            log_event("SIM_SLOW_CONSUMER", f"closing slow WebSocket consumer ({MAX_QUEUE} "
+                      "queued)", level="WARNING", market=c.market, kind=c.kind,
+                      queued=MAX_QUEUE)
             c.closed = True
             asyncio.get_running_loop().create_task(self._close(c, 1008, "slow consumer"))
 
@@ -244,7 +202,7 @@ class WsHub:
         if bad:
             return web.json_response({"code": -1100, "msg": f"Invalid stream name {bad[0]}"},
                                      status=400)
-        refused = [(n, p) for n in names if (p := self.stream_problem(market, n)) is not None]
+        refused = [(n, p) for n in names if (p := self.payloads.stream_problem(market, n)) is not None]
         ws = await self._prepare(request)
         if refused:
             # A well-formed stream the replay cannot serve: say why instead of staying silent.
@@ -280,7 +238,7 @@ class WsHub:
         if method == "SUBSCRIBE":
             bad = [p for p in params if not isinstance(p, str) or parse_stream(p) is None]
             refused = [(p, why) for p in params if not bad
-                       and (why := self.stream_problem(c.market, p)) is not None]
+                       and (why := self.payloads.stream_problem(c.market, p)) is not None]
             if bad:
                 out: dict[str, Any] = {"error": {"code": 2, "msg": f"Invalid request: {bad[0]}"},
                                        "id": mid}
@@ -314,7 +272,7 @@ class WsHub:
                 result = {"serverTime": srv.now_ms()}
             elif method == "userDataStream.subscribe.signature":
                 api_key = params.get("apiKey")
-                secret = check_api_key(srv._keys, api_key)
+                secret = check_api_key(srv.keys, api_key)
                 sig = params.pop("signature", None)
                 payload = urlencode(sorted((k, str(v)) for k, v in params.items()))
                 if not sig or sign(secret, payload) != str(sig).lower():
@@ -369,101 +327,12 @@ class WsHub:
                 if parsed is None or parsed[0] != f.symbol:
                     continue
                 if name not in cache:
-                    cache[name] = self._payloads(f, i, parsed)
+                    cache[name] = self.payloads.on_bar(f, i, parsed)
                 for p in cache[name]:
                     if c.combined:
                         self._send(c, _enc.encode({"stream": name, "data": p}).decode())
                     else:
                         self._send(c, _enc.encode(p).decode())
-
-    def _payloads(self, f: Feed, i: int, parsed: tuple[str, str, str]) -> list[dict[str, Any]]:
-        srv = self.srv
-        sym, kind, arg = parsed
-        now = int(f.open_time[i]) + f.interval_ms
-        m = f.market
-        if kind in KLINE_KINDS:
-            iv_ms = INTERVALS_MS.get(arg)
-            if iv_ms is None or iv_ms < f.interval_ms or iv_ms % f.interval_ms:
-                return []  # refused at subscription (stream_problem)
-            out = []
-            g = int(group_open(int(f.open_time[i]), iv_ms))
-            out.append(self._kline(f, g, iv_ms, arg, now, kind))
-            if i + 1 < len(f) and int(f.open_time[i + 1]) == now \
-                    and group_open(now, iv_ms) == now:
-                out.append(self._kline(f, now, iv_ms, arg, now, kind))
-            return out
-        bids_asks = None
-        if kind in ("bookTicker", "depth", "depthN"):
-            from exchange_sim.rest_market import book
-            bids_asks = book(srv, f, 1 if kind == "bookTicker" else
-                             (int(arg) if arg else 20))
-        if kind == "bookTicker":
-            bids, asks = bids_asks  # type: ignore[misc]
-            d: dict[str, Any] = {"u": srv.update_id, "s": sym,
-                                 "b": bids[0][0] if bids else "0",
-                                 "B": bids[0][1] if bids else "0",
-                                 "a": asks[0][0], "A": asks[0][1]}
-            if m == "futures":
-                d = {"e": "bookTicker", **d, "T": now - 1, "E": now}
-            return [d]
-        if kind == "depthN":
-            bids, asks = bids_asks  # type: ignore[misc]
-            if m == "spot":
-                return [{"lastUpdateId": srv.update_id, "bids": bids, "asks": asks}]
-            return [{"e": "depthUpdate", "E": now, "T": now - 1, "s": sym,
-                     "U": srv.update_id, "u": srv.update_id, "pu": srv.update_id - 1,
-                     "b": bids, "a": asks}]
-        if kind == "depth":
-            bids, asks = bids_asks  # type: ignore[misc]
-            prev = self._books.get((m, sym), {"b": set(), "a": set()})
-            nb, na = {p for p, _ in bids}, {p for p, _ in asks}
-            zero = fmt(Decimal(0), m)
-            b = bids + [[p, zero] for p in sorted(prev["b"] - nb)]
-            a = asks + [[p, zero] for p in sorted(prev["a"] - na)]
-            self._books[(m, sym)] = {"b": nb, "a": na}
-            d = {"e": "depthUpdate", "E": now, "s": sym, "U": srv.update_id,
-                 "u": srv.update_id, "b": b, "a": a}
-            if m == "futures":
-                d.update({"T": now - 1, "pu": srv.update_id - 1})
-            return [d]
-        close = f.price(f.close[i])
-        if kind in ("aggTrade", "trade"):
-            self._agg_id += 1
-            qty = fmt(f.filters.round_qty(Decimal(repr(float(f.volume[i])))), m)
-            up = f.close[i] >= f.open[i]
-            if kind == "trade":
-                return [{"e": "trade", "E": now, "s": sym, "t": self._agg_id,
-                         "p": fmt(close, m), "q": qty, "T": now - 1, "m": not up, "M": True}]
-            d = {"e": "aggTrade", "E": now, "s": sym, "a": self._agg_id, "p": fmt(close, m),
-                 "q": qty, "f": self._agg_id, "l": self._agg_id, "T": now - 1, "m": not up}
-            if m == "spot":
-                d["M"] = True
-            return [d]
-        if kind == "markPrice" and m == "futures":
-            eng = srv.engines["futures"]
-            mark = eng.mark_price(sym) or close
-            nxt = srv.replay.next_funding(sym)
-            return [{"e": "markPriceUpdate", "E": now, "s": sym, "p": fmt(mark, m),
-                     "i": fmt(mark, m), "P": fmt(mark, m),
-                     "r": fmt(nxt.rate if nxt else Decimal(0), m),
-                     "T": nxt.ts_ms if nxt else 0}]
-        return []
-
-    def _kline(self, f: Feed, g: int, iv_ms: int, iv: str, now: int, kind: str,
-               row: list[Any] | None = None) -> dict[str, Any]:
-        r = row if row is not None else f.kline_row(g, iv_ms, now)
-        if r is None:
-            a = int(f.open_time.searchsorted(g, side="left"))
-            p = str(f.price(f.open[min(a, len(f) - 1)]))
-            r = [g, p, p, p, p, "0", g + iv_ms - 1, "0", 0, "0", "0", "0"]
-        k = {"t": g, "T": g + iv_ms - 1, "s": f.symbol, "i": iv, "f": 0, "L": 0, "o": r[1],
-             "c": r[4], "h": r[2], "l": r[3], "v": r[5], "n": r[8], "x": g + iv_ms <= now,
-             "q": r[7], "V": r[9], "Q": r[10], "B": "0"}
-        if kind == "continuousKline":
-            k.pop("s")
-            return {"e": "continuous_kline", "E": now, "ps": f.symbol, "ct": "PERPETUAL",
-                    "k": k}
-        return {"e": "kline", "E": now, "s": f.symbol, "k": k}
 
     # -- fan-out: the candle in progress -------------------------------------------------------
     async def kline_updates(self) -> None:
@@ -474,7 +343,7 @@ class WsHub:
             try:
                 self.push_kline_updates()
             except Exception:  # noqa: BLE001 - market data must survive one bad update
-                logger.exception("kline update failed")
+                logger.bind(event="SIM_KLINE_UPDATE_FAILED").exception("kline update failed")
 
     def push_kline_updates(self) -> int:
         """Send each market connection the current candle of each kline stream it subscribes,
@@ -500,7 +369,7 @@ class WsHub:
             for name in c.streams:
                 key = (c.market, name)
                 if key not in cache:
-                    cache[key] = self._current_kline(c.market, name, now)
+                    cache[key] = self.payloads.current_kline(c.market, name, now)
                 cur = cache[key]
                 if cur is None or c.kline_sent.get(name) == cur[0]:
                     continue
@@ -510,26 +379,6 @@ class WsHub:
                                           ).decode())
                 sent += 1
         return sent
-
-    def _current_kline(self, market: str, name: str, now: int
-                       ) -> tuple[tuple[Any, ...], dict[str, Any]] | None:
-        """(identity, payload) of the candle in progress of kline stream ``name`` (None: not a
-        kline stream, or no replayed bar of the current candle has opened: a data gap, or the
-        replay is over)."""
-        parsed = parse_stream(name)
-        if parsed is None or parsed[1] not in KLINE_KINDS:
-            return None
-        sym, kind, arg = parsed
-        f = self.srv.feeds.get((market, sym))
-        iv_ms = INTERVALS_MS.get(arg)
-        if f is None or iv_ms is None or iv_ms < f.interval_ms or iv_ms % f.interval_ms:
-            return None
-        g = int(group_open(now, iv_ms))
-        row = f.kline_row(g, iv_ms, now)
-        if row is None:
-            return None
-        ident = (row[0], row[1], row[2], row[3], row[4], row[5])
-        return ident, self._kline(f, g, iv_ms, arg, now, kind, row)
 
     # -- control ------------------------------------------------------------------------------
     async def drop_all(self, code: int | None = None) -> int:

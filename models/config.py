@@ -412,3 +412,16 @@ def config_to_json(cfg: Config) -> bytes:
 def config_from_json(data: bytes) -> Config:
     """Inverse of ``config_to_json`` for an already-validated config."""
     return msgspec.json.decode(data, type=Config)
+
+
+def replay_for_bot(cfg: Config) -> dict[str, Any]:
+    """What an exchange must replay for this bot: ``SimConfig`` fields ``symbols``, ``market``
+    (the portfolio's; "both" when it mixes them), ``interval`` (the strategy's base bar) and
+    ``warmup_bars`` (enough history before the start for the strategy's warm-up)."""
+    pf = cfg.portfolio
+    markets = {pf.market_of(s).value for s in pf.symbols}
+    market = markets.pop() if len(markets) == 1 else "both"
+    interval, iv_ms = base_interval(cfg)
+    warmup_bars = max(cfg.sim.warmup_bars, cfg.strategy.history_bars(iv_ms) + 50)
+    return {"symbols": list(pf.symbols), "market": market, "interval": interval,
+            "warmup_bars": warmup_bars}

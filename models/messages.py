@@ -9,13 +9,16 @@ Messages never carry thespian ``ActorAddress`` objects directly: wiring messages
 opaque pickled ``bytes`` (``actors.base.pack_address`` / ``unpack_address``), so every message
 stays plain data that encodes to JSON and msgpack. Never mutate a received message
 (``simpleSystemBase`` passes by reference); they are frozen for that reason.
+
+The ``msg_id`` and ``ts_init_ns`` defaults come from sources the shell installs with
+``set_sources`` (``infra.clock.install_message_sources``: pid/start-time ids, the actors' clock);
+this module reads no wall clock and no pid.
 """
 
 from __future__ import annotations
 
 import itertools
-import os
-import time
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any, Union
 
@@ -25,31 +28,40 @@ from models.enums import Market, OrderType, Side, TimeInForce, TradingState
 from models.filters import SymbolFilters
 
 
-def _id_prefix() -> str:
-    return f"{os.getpid():x}.{time.time_ns() // 1_000_000:x}"
+def _sequence_ids() -> Callable[[], str]:
+    counter = itertools.count(1)
+    return lambda: f"0-{next(counter):x}"
 
 
-_id_state: list[Any] = [_id_prefix(), itertools.count(1)]  # prefix, counter
+def _no_clock() -> int:
+    return 0
 
 
-def _reset_ids() -> None:
-    _id_state[:] = [_id_prefix(), itertools.count(1)]
+# Header defaults come from sources the shell installs (``infra.clock`` in every bot process):
+# models read no wall clock and no pid. Until then: ids "0-1", "0-2", ... and ts_init_ns 0.
+_new_id: Callable[[], str] = _sequence_ids()
+_now_ns: Callable[[], int] = _no_clock
 
 
-# a forked actor process starts with its parent's counter state: give it ids of its own
-os.register_at_fork(after_in_child=_reset_ids)
+def set_sources(new_id: Callable[[], str] | None, now_ns: Callable[[], int] | None) -> None:
+    """Install this process's message-id source and creation clock (nanoseconds), used for
+    the ``msg_id`` and ``ts_init_ns`` defaults; ``None`` restores the deterministic default
+    (a fresh per-process counter ``"0-<hex>"``; ``0``). Ids must stay unique across processes
+    and restarts wherever messages are persisted or deduplicated (risk, OMS): every bot
+    process installs ``infra.clock``'s sources."""
+    global _new_id, _now_ns
+    _new_id = new_id if new_id is not None else _sequence_ids()
+    _now_ns = now_ns if now_ns is not None else _no_clock
 
 
 def new_msg_id() -> str:
-    """A unique message id: pid + process start time (ms) + counter. Cheap, ordered, no
-    randomness; a forked actor process and a later process with a reused pid both get a
-    prefix of their own."""
-    return f"{_id_state[0]}-{next(_id_state[1]):x}"
+    """A new message id from the installed source."""
+    return _new_id()
 
 
 def now_ns() -> int:
-    """Wall-clock nanoseconds, used only as the default ``ts_init_ns`` (creation time)."""
-    return time.time_ns()
+    """Creation time from the installed clock: the default ``ts_init_ns``."""
+    return _now_ns()
 
 
 class Message(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag=True):

@@ -27,18 +27,9 @@ import msgspec
 from models import messages as m
 from models.enums import Market, OrderType, Side
 from models.filters import SymbolFilters
-from models.orders import (
-    IllegalTransition,
-    LedgerState,
-    OrderLedger,
-    OrderRecord,
-    OrderState,
-    OrderView,
-    OverFill,
-    Trigger,
-    new_order,
-    reconcile,
-)
+from models.order_ledger import LedgerState, OrderLedger, reconcile
+from models.order_states import IllegalTransition, OrderState, Trigger
+from models.orders import OrderRecord, OrderView, OverFill, new_order
 
 ZERO = Decimal(0)
 NS = 1_000_000

@@ -39,7 +39,7 @@ from models.enums import Market, Side, TradingState
 from models.pnl import EquityTracker, SymbolPnl
 from models.portfolio import BookState, Denial, ReservationBook, StateChange, TradingCommand
 from models.risk import BrakeEvent, BrakeSnapshot, DrawdownBrake, RiskParams
-from models.risk_service import fmt_money
+from models.risk_state import fmt_money
 
 ZERO = Decimal(0)
 REPLY = "reply"

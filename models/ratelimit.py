@@ -4,8 +4,9 @@ Binance counts request weight per IP and orders per account in fixed windows ali
 wall clock (``X-MBX-USED-WEIGHT-1M``, ``X-MBX-ORDER-COUNT-10S`` ...). ``RateLimiter`` keeps the
 bot under ``safety * limit`` in every window with two mechanisms per limit:
 
-- a fixed-window counter aligned like the exchange's, corrected upwards by the usage headers the
-  exchange returns (so other processes sharing the IP/account are accounted for);
+- a fixed-window counter aligned like the exchange's (``FixedWindowCounter``, the same class the
+  embedded exchange counts with), corrected upwards by the usage headers the exchange returns (so
+  other processes sharing the IP/account are accounted for);
 - a token bucket (capacity = the window budget, refilled at budget/window) that paces bursts
   smoothly instead of sending a whole window's budget and then stalling.
 
@@ -15,12 +16,60 @@ everything until ``Retry-After``; a 418 (IP ban) pauses until the ban ends and m
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 _UNIT_S = {"SECOND": 1, "MINUTE": 60, "HOUR": 3600, "DAY": 86400,
            "S": 1, "M": 60, "H": 3600, "D": 86400}
+
+
+class FixedWindowCounter:
+    """Units counted in fixed windows of ``window_s`` seconds aligned to the clock, as Binance
+    counts request weight and orders: the window holding ``now`` is number ``now // window_s``
+    and runs from ``number × window_s`` to the next multiple; the count restarts at 0 when a
+    new window begins. One counter counts one key (an IP, an account)."""
+
+    __slots__ = ("window_s", "slot", "count")
+
+    def __init__(self, window_s: float) -> None:
+        if window_s <= 0:
+            raise ValueError("window_s must be positive")
+        self.window_s = window_s
+        self.slot: int | None = None
+        """Number of the window ``count`` belongs to (None before the first use)."""
+        self.count = 0
+
+    def _roll(self, now: float) -> None:
+        slot = int(now // self.window_s)
+        if slot != self.slot:
+            self.slot, self.count = slot, 0
+
+    def used(self, now: float) -> int:
+        """Units counted in the window holding ``now``."""
+        self._roll(now)
+        return self.count
+
+    def add(self, n: int, now: float) -> int:
+        """Count ``n`` units now; returns the window's count."""
+        self._roll(now)
+        self.count += n
+        return self.count
+
+    def raise_to(self, used: int, now: float) -> None:
+        """At least ``used`` units are spent in the window holding ``now`` (e.g. the exchange
+        said so)."""
+        self._roll(now)
+        if used > self.count:
+            self.count = used
+
+    def start(self, now: float) -> float:
+        """Start of the window holding ``now``."""
+        self._roll(now)
+        return self.slot * self.window_s  # type: ignore[operator]
+
+    def end(self, now: float) -> float:
+        """End of the window holding ``now`` (the start of the next one)."""
+        return self.start(now) + self.window_s
 
 
 class TokenBucket:
@@ -76,9 +125,16 @@ class Limit:
     window_s: int
     limit: int
     safety: float = 0.8
-    window_start: float = -1.0
-    count: int = 0
+    window: FixedWindowCounter = field(init=False, repr=False)
     bucket: TokenBucket | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self.window = FixedWindowCounter(self.window_s)
+
+    @property
+    def count(self) -> int:
+        """Units counted in the current window (as of the last use)."""
+        return self.window.count
 
     @property
     def budget(self) -> int:
@@ -89,35 +145,28 @@ class Limit:
         """(kind, window seconds), e.g. ("ORDERS", 10)."""
         return self.kind, self.window_s
 
-    def _roll(self, now: float) -> None:
-        start = math.floor(now / self.window_s) * self.window_s
-        if start != self.window_start:
-            self.window_start, self.count = start, 0
+    def _bucket(self, now: float) -> TokenBucket:
         if self.bucket is None:
             self.bucket = TokenBucket(self.budget, self.budget / self.window_s, now)
+        return self.bucket
 
     def wait_for(self, n: int, now: float) -> float:
         """Seconds until ``n`` more units fit in this limit (0 = now)."""
-        self._roll(now)
-        if self.count > 0 and self.count + n > self.budget:
-            return self.window_start + self.window_s - now
-        assert self.bucket is not None
-        return self.bucket.wait_for(n, now)
+        used = self.window.used(now)
+        bucket = self._bucket(now)
+        if used > 0 and used + n > self.budget:
+            return self.window.end(now) - now
+        return bucket.wait_for(n, now)
 
     def take(self, n: int, now: float) -> None:
         """Count ``n`` units."""
-        self._roll(now)
-        self.count += n
-        assert self.bucket is not None
-        self.bucket.take(n, now)
+        self.window.add(n, now)
+        self._bucket(now).take(n, now)
 
     def observe(self, used: int, now: float) -> None:
         """The exchange says ``used`` units are spent in its current window."""
-        self._roll(now)
-        if used > self.count:
-            self.count = used
-        assert self.bucket is not None
-        self.bucket.cap_available(self.budget - used, now)
+        self.window.raise_to(used, now)
+        self._bucket(now).cap_available(self.budget - used, now)
 
 
 #: Binance's published defaults, used until exchangeInfo has been read.
@@ -184,7 +233,7 @@ class RateLimiter:
         for lim in other.limits:
             prev = old.get(lim.key())
             if prev is not None:
-                lim.window_start, lim.count = prev.window_start, prev.count
+                lim.window = prev.window
         self.limits = other.limits
 
     def _applies(self, lim: Limit, is_order: bool) -> bool:

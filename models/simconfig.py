@@ -1,7 +1,8 @@
 """Configuration of the embedded Binance-compatible exchange (``SimConfig``).
 
 Every field has a default so that ``SimConfig()`` starts a working venue. The bot's main
-configuration embeds this struct as its ``sim`` section.
+configuration embeds this struct as its ``sim`` section; ``replay_for_bot`` says what an
+exchange must replay for a bot config.
 """
 
 from __future__ import annotations

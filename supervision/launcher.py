@@ -133,11 +133,20 @@ def check_state_files(state_dir: Path) -> list[str]:
 
 
 # -- actor system -----------------------------------------------------------------------------------
+def guard_transport(bind_host: str, allow_remote: bool = False) -> None:
+    """``netsec.install`` (every thespian socket binds ``bind_host``), with a thespian it was
+    not written for or a patch that did not take reported as one line (exit 1)."""
+    try:
+        netsec.install(bind_host, allow_remote)
+    except RuntimeError as e:  # ThespianCompatError, InsecureBindingRefused, a failed patch
+        raise CliError(str(e), code=EXIT_FAIL) from None
+
+
 def start_actor_system(admin_port: int, log_dir: Path | None, *, bind_host: str = "127.0.0.1",
                        allow_remote: bool = False, rotation: str = "100 MB",
                        retention: int = 10) -> Any:
     """A new multiprocTCPBase system whose every socket binds ``bind_host`` (loopback)."""
-    netsec.install(bind_host, allow_remote)
+    guard_transport(bind_host, allow_remote)
     from thespian.actors import ActorSystem
 
     log_defs: Any = (thespian_log_defs(log_dir, rotation, retention) if log_dir is not None
@@ -149,7 +158,7 @@ def start_actor_system(admin_port: int, log_dir: Path | None, *, bind_host: str 
 def connect_actor_system(admin_port: int, host: str = "127.0.0.1") -> Any:
     """A handle on an already running system. Callers must first check the port answers:
     thespian *starts* a new admin when none is running."""
-    netsec.install(host if netsec.is_loopback(host) else "127.0.0.1")
+    guard_transport(host if netsec.is_loopback(host) else "127.0.0.1")
     from thespian.actors import ActorSystem
 
     return ActorSystem(SYSTEM_BASE, {"Admin Port": admin_port}, logDefs=False,
@@ -343,6 +352,7 @@ def run_bot(args: argparse.Namespace) -> int:
     state_dir = Path(getattr(args, "state_dir", None) or cfg.state_dir)
     log_dir = Path(getattr(args, "log_dir", None) or cfg.log_dir)
     sup = cfg.supervision
+    guard_transport(sup.bind_host, sup.allow_remote)  # before anything starts
 
     running = bot_is_running(state_dir)
     if running and netsec.proc_stat(int(running.get("pid") or 0)) is None:

@@ -22,8 +22,8 @@ from models.config import Config, SupervisionConfig
 from supervision.policy import RESTART_TYPES
 
 ROOT_GLOBAL_NAME = "gridbot-root"
-ROOT_CLASS = "supervision.supervisor.RootSupervisor"
-SYMBOL_SUPERVISOR_CLASS = "supervision.supervisor.SymbolSupervisor"
+ROOT_CLASS = "supervision.root_supervisor.RootSupervisor"
+SYMBOL_SUPERVISOR_CLASS = "supervision.symbol_supervisor.SymbolSupervisor"
 
 #: Default class per role (the lead's domain actors).
 DEFAULT_ROLE_CLASSES: dict[str, str] = {

@@ -226,7 +226,8 @@ DYNAMIC_EVENTS = (
 
 def logged_event_names() -> dict[str, str]:
     """Event name -> first place it is logged, from ``log_event("X")``, ``_log("X")``,
-    ``fx.log("X")`` (effects of the pure cores) and ``logger.bind(event="X")``."""
+    ``log("X")`` (supervision.children), ``fx.log("X")`` (effects of the pure cores) and
+    ``logger.bind(event="X")``."""
     found: dict[str, str] = {}
     files = [ROOT / "run.py"] + [p for d in CODE_DIRS for p in sorted((ROOT / d).rglob("*.py"))]
     for path in files:
@@ -238,6 +239,7 @@ def logged_event_names() -> dict[str, str]:
             name = f.attr if isinstance(f, ast.Attribute) else getattr(f, "id", "")
             cands: list[ast.expr] = []
             if node.args and (name in ("log_event", "_log") or (
+                    name == "log" and isinstance(f, ast.Name)) or (
                     name == "log" and isinstance(f, ast.Attribute)
                     and isinstance(f.value, ast.Name) and f.value.id == "fx")):
                 cands.append(node.args[0])

@@ -13,7 +13,7 @@ import msgspec
 
 from models.enums import Market, Side
 from models.filters import SymbolFilters
-from models.strategy.conviction import ConvictionFilter
+from models.strategy.conviction import ConvictionFilter, conviction
 from models.strategy.features import (
     F_ATRPCT,
     F_VOLRATIO,
@@ -24,7 +24,7 @@ from models.strategy.features import (
 )
 from models.strategy.ordering import diff_orders
 from models.strategy.params import StrategyParams
-from models.strategy.planner import PlannerState, PlanResult, plan_orders
+from models.strategy.planner import PlannerState, PlanResult, grid_spacing, plan_orders
 from models.strategy.snapshot import Stateful
 from models.strategy.systems import SystemSpec, bias_share
 from models.strategy.types import (
@@ -48,8 +48,8 @@ class AdaptiveStrategy(Stateful):
     """Adaptive grid driven by the three-system ensemble (see docs/STRATEGY.md)."""
 
     __slots__ = ("params", "symbol", "base_ms", "seed", "weights", "eng", "filt", "ps", "warm",
-                 "last", "last_plan", "_up", "_down", "_neu", "_k", "_g")
-    _transient = ("params", "weights", "last", "last_plan", "_up", "_down", "_neu", "_k", "_g")
+                 "last", "last_plan", "_up", "_down", "_neu", "_k")
+    _transient = ("params", "weights", "last", "last_plan", "_up", "_down", "_neu", "_k")
 
     def __init__(self, params: StrategyParams, symbol: str, base_interval_ms: int,
                  seed: int = 0, initial_weights: Weights | None = None) -> None:
@@ -69,13 +69,9 @@ class AdaptiveStrategy(Stateful):
         self.last_plan: PlanResult | None = None
         self._set_specs()
         p = params
-        sw = p.system_weights
         self._k = (p.bias_gain, p.strength_gain, p.adx_low, p.adx_high - p.adx_low,
                    p.trend_confidence_floor, p.volume_confidence_mult,
-                   p.volatility_confidence_mult, p.weekend_confidence_factor,
-                   sw.w_up, sw.w_neu_long, sw.v_down, sw.v_neu_short)
-        self._g = (p.baseline_spacing_multiplier, p.vol_mult, p.spacing_conviction_mult,
-                   p.spacing_imbalance_mult * 0.0, p.spacing_clamp_min, p.spacing_clamp_max)
+                   p.volatility_confidence_mult, p.weekend_confidence_factor)
 
     def _set_specs(self) -> None:
         w = self.weights
@@ -108,7 +104,7 @@ class AdaptiveStrategy(Stateful):
             return None
         self.warm = True
         f = eng.feats
-        bg, sg, adx_lo, adx_span, fl, vm, vcm, wkf, w1, w2, v1, v2 = self._k
+        bg, sg, adx_lo, adx_span, fl, vm, vcm, wkf = self._k
         b_up, cu, _ = bias_share(self._up, f, bg, sg)
         b_dn, cd, _ = bias_share(self._down, f, bg, sg)
         b_neu, cn, _ = bias_share(self._neu, f, bg, sg)
@@ -127,23 +123,14 @@ class AdaptiveStrategy(Stateful):
         c_up = cu * trend * volf * wk
         c_dn = cd * trend * volf * wk
         c_neu = cn * rng * volp * wk
-        # conviction.conviction(), inlined (hot path)
-        L = w1 * (b_up if b_up > 0.0 else 0.0) * c_up + w2 * (b_neu if b_neu > 0.0 else 0.0) * c_neu
-        S = v1 * (-b_dn if b_dn < 0.0 else 0.0) * c_dn + v2 * (-b_neu if b_neu < 0.0 else 0.0) * c_neu
+        L, S = conviction(b_up, c_up, b_dn, c_dn, b_neu, c_neu, p.system_weights)
         long_ok, short_ok = self.filt.update(L, S)
         self.ps.on_values(L, S, p)
         atr = eng.atr_t.rma.value
         vf = f[F_ATRPCT]
         vf = vf if vf > 0.0 else 0.0
-        # planner.grid_spacing(atr, vf, conv, 0.0, p) for L and S, same operations
-        bsm, vmult, scm, sim0, cmin, cmax = self._g
-        num = bsm * atr * (1.0 + vmult * vf)
-        lo = cmin * atr
-        hi = cmax * atr
-        raw = num / (1.0 + scm * L + sim0)
-        sp_l = lo if raw < lo else (hi if raw > hi else raw)
-        raw = num / (1.0 + scm * S + sim0)
-        sp_s = lo if raw < lo else (hi if raw > hi else raw)
+        sp_l = grid_spacing(atr, vf, L, 0.0, p)
+        sp_s = grid_spacing(atr, vf, S, 0.0, p)
         v = StrategyValues(bar.close_time_ms, b_up, c_up, b_dn, c_dn, b_neu, c_neu, L, S,
                            tuple(f), FEATURE_NAMES, atr, adx, sp_l, sp_s, long_ok, short_ok,
                            bar.close)

@@ -8,9 +8,19 @@ normalised value is held. Funding and CME-gap inputs are optional: absent, they 
 from __future__ import annotations
 
 import math
-from math import log, sqrt, tanh
+from math import log, sqrt
 
-from models.strategy.indicators import ADX, ATR, EMA, EWZ, RSI, BarAggregator, RollingMeanStd
+from models.strategy.indicators import (
+    ADX,
+    ATR,
+    EMA,
+    EWZ,
+    RSI,
+    BarAggregator,
+    RollingMeanStd,
+    ewz_update,
+    roll_window_sums,
+)
 from models.strategy.params import StrategyParams
 from models.strategy.snapshot import Stateful
 
@@ -46,9 +56,9 @@ class FeatureEngine(Stateful):
                  "n_rv_short", "n_rv_long", "wins", "cbuf", "rbuf", "rpos", "wsum", "since",
                  "atr", "rsi", "bb", "vol", "agg", "ema_f", "ema_s", "ema_f_prev", "atr_t",
                  "adx", "norms", "nmean", "nvar", "ncount", "alpha", "clip", "feats",
-                 "fund_hist", "last_open_ms", "_dims", "_a8", "_oma8")
+                 "fund_hist", "last_open_ms", "_dims", "_a8")
     # constants derived from the params (rebuilt by __init__, never part of the state)
-    _transient = ("_dims", "_a8", "_oma8")
+    _transient = ("_dims", "_a8")
 
     def __init__(self, params: StrategyParams, base_interval_ms: int) -> None:
         p = params
@@ -86,7 +96,8 @@ class FeatureEngine(Stateful):
         spans = [span_base] * NF
         spans[F_TGAP] = spans[F_TSLOPE] = span_trend
         spans[F_FUND] = spans[F_FUNDG] = FUNDING_NORM_SPAN
-        # normaliser state, one slot per feature (same recursion as indicators.EWZ)
+        # normaliser state: an EWZ per feature for the trend and funding features; the
+        # base-bar features keep theirs in nmean/nvar/ncount (ewz_update on them; snapshot v1)
         self.norms = [EWZ(s, clip) for s in spans]
         self.alpha = [2.0 / (x + 1.0) for x in spans]
         self.nmean = [0.0] * NF
@@ -98,7 +109,6 @@ class FeatureEngine(Stateful):
         self.last_open_ms = -1
         self._dims = (*self.wins, len(self.rbuf), len(self.cbuf))
         self._a8 = tuple(self.alpha[i] for i in _BASE_IDX)
-        self._oma8 = tuple(1.0 - a for a in self._a8)
 
     # -- optional external inputs -------------------------------------------------------------
     def on_funding(self, rate: float) -> None:
@@ -121,10 +131,9 @@ class FeatureEngine(Stateful):
                v: float) -> bool:
         """Add one closed base bar; return True when warm (features usable).
 
-        Hot path: the rolling sums of squared returns and the ``EWZ`` normalisation are
-        inlined on their own state (the very same float operations in the same order as their
-        ``update`` methods, so bit-identical); ATR, RSI and the rolling z-scores call their
-        indicators."""
+        Every formula is its indicator's own definition, called on this engine's state
+        (``roll_window_sums``, ``RollingMeanStd.z``, ``ewz_update``): the state layout is the
+        snapshot format (version 1), so it stays in these slots."""
         if open_time_ms <= self.last_open_ms:
             raise ValueError(f"bar {open_time_ms} is not after {self.last_open_ms}")
         self.last_open_ms = open_time_ms
@@ -133,31 +142,14 @@ class FeatureEngine(Stateful):
         self.prev_close = c
         self.close = c
         r = log(c / pc) if pc == pc else 0.0
-        r2 = r * r
         cnt = self.count + 1  # bars seen including this one
-        # rolling sums of r^2 over the five windows (ring of the last max-window values)
+        # rolling sums of r^2 over the five windows (one ring of the last max-window values)
         rbuf = self.rbuf
-        pos = self.rpos
         wsum = self.wsum
         n0, n1, n2, n3, n4, R, M = self._dims
-        x = wsum[0] + r2 - (rbuf[pos - n0] if cnt > n0 else 0.0)  # negative index wraps
-        w0 = wsum[0] = x if x > 0.0 else 0.0  # running sums of squares: no negative drift
-        x = wsum[1] + r2 - (rbuf[pos - n1] if cnt > n1 else 0.0)
-        w1 = wsum[1] = x if x > 0.0 else 0.0
-        x = wsum[2] + r2 - (rbuf[pos - n2] if cnt > n2 else 0.0)
-        w2 = wsum[2] = x if x > 0.0 else 0.0
-        x = wsum[3] + r2 - (rbuf[pos - n3] if cnt > n3 else 0.0)
-        w3 = wsum[3] = x if x > 0.0 else 0.0
-        x = wsum[4] + r2 - (rbuf[pos - n4] if cnt > n4 else 0.0)
-        w4 = wsum[4] = x if x > 0.0 else 0.0
-        rbuf[pos] = r2
-        pos += 1
-        self.rpos = 0 if pos == R else pos
-        since = self.since + 1
-        self.since = since
-        if since >= R:
-            self._resum()
-            w0, w1, w2, w3, w4 = wsum
+        self.rpos, self.since = roll_window_sums(rbuf, self.rpos, self.since, wsum, self.wins,
+                                                 cnt if cnt < R else R, r * r)
+        w0, w1, w2, w3, w4 = wsum
         cbuf = self.cbuf
         cpos = (cnt - 1) % M
         cbuf[cpos] = c
@@ -178,75 +170,26 @@ class FeatureEngine(Stateful):
         rsi = self.rsi.update(c)
         if rsi == rsi:
             x5 = rsi - 50.0
-        # Bollinger z and volume z (RollingMeanStd: z of the newest value)
+        # Bollinger z (full window) and volume z of the newest value
         ind = self.bb
         ind.update(c)
-        k = ind.count
-        if k == ind.n:
-            m = ind.s1 / k
-            va = ind.s2 / k - m * m
-            if va > 0.0:
-                x6 = (c - (ind.shift + ind.s1 / k)) / sqrt(va)
+        if ind.count == ind.n:
+            x6 = ind.z(c)
         ind = self.vol
         ind.update(v)
-        k = ind.count
-        if k >= 2:
-            m = ind.s1 / k
-            va = ind.s2 / k - m * m
-            if va > 0.0:
-                x7 = (v - (ind.shift + ind.s1 / k)) / sqrt(va)
-        # normalise (EWZ recursion per feature, state in nmean/nvar/ncount)
-        nmean, nvar, ncount = self.nmean, self.nvar, self.ncount
-        clip = self.clip
-        for i, x, a, oma in zip(_BASE_IDX, (x0, x1, x2, x3, x4, x5, x6, x7), self._a8,
-                                self._oma8, strict=False):
-            if x != x:
-                continue
-            mu = nmean[i]
-            if ncount[i] == 0:
-                nmean[i] = x
-                feats[i] = 0.0
-            else:
-                va = nvar[i]
-                if va > 0.0:
-                    z = (x - mu) / sqrt(va)
-                    z = clip if z > clip else (-clip if z < -clip else z)
-                    feats[i] = tanh(0.5 * z)
-                else:
-                    feats[i] = 0.0
-                d = x - mu
-                nmean[i] = mu + a * d
-                nvar[i] = oma * (va + a * d * d)
-            ncount[i] += 1
-        tms = self.trend_ms
-        agg = self.agg
-        if (open_time_ms + self.base_ms) % tms == 0 or open_time_ms // tms != agg.bucket:
-            for (to, th, tl, tc, _tv) in agg.update(open_time_ms, o, h, lo, c, v):
-                self._trend_bar(to, th, tl, tc)
-        else:  # inside a trend bar: just extend it
-            if h > agg.h:
-                agg.h = h
-            if lo < agg.lo:
-                agg.lo = lo
-            agg.c = c
-            agg.v += v
+        if ind.count >= 2:
+            x7 = ind.z(v)
+        # normalise: the EWZ step of each feature, its state in nmean/nvar/ncount (nan: held)
+        ewz_update(_BASE_IDX, (x0, x1, x2, x3, x4, x5, x6, x7), self._a8, self.clip,
+                   self.nmean, self.nvar, self.ncount, feats)
+        for (to, th, tl, tc, _tv) in self.agg.update(open_time_ms, o, h, lo, c, v):
+            self._trend_bar(to, th, tl, tc)
         feats[F_WEEKEND] = 1.0 if (open_time_ms // DAY_MS + 3) % 7 >= 5 else 0.0
         self.count = cnt
         if cnt >= self.warmup and atr == atr:
             ta = self.atr_t.rma.value
             return ta == ta
         return False
-
-    def _resum(self) -> None:
-        """Recompute the window sums exactly (amortised O(1): once per ring length)."""
-        rbuf = self.rbuf
-        R = len(rbuf)
-        pos = self.rpos
-        filled = min(self.count + 1, R)
-        for k, n in enumerate(self.wins):
-            m = min(n, filled)
-            self.wsum[k] = math.fsum(rbuf[(pos - 1 - j) % R] for j in range(m))
-        self.since = 0
 
     def _trend_bar(self, o: float, h: float, lo: float, c: float) -> None:
         ef = self.ema_f.update(c)

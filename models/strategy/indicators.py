@@ -10,8 +10,13 @@ Definitions (the tests check them against numpy/scipy batch versions on real dat
   DI-|/(DI+ + DI-), ADX = Wilder(n) of DX.
 - ``RollingMeanStd(n)``: mean and population std of the last n values (running sums about a
   shift that is re-anchored every n updates, so float error does not accumulate).
-- ``EWZ(span)``: exponentially weighted mean/variance (alpha = 2/(span+1)); ``update`` returns
-  tanh(clip(z, +-c)/2) where z uses the statistics *before* the new value.
+- ``RollingSum(n)`` / ``roll_window_sums``: sums of the last n non-negative values (several
+  windows over one ring; exact ``math.fsum`` re-sum once per ring length, never below 0).
+- ``EWZ(span)`` / ``ewz_update``: exponentially weighted mean/variance (alpha = 2/(span+1));
+  returns tanh(clip(z, +-c)/2) where z uses the statistics *before* the new value.
+
+The feature engine's hot path calls the same definitions on its own state
+(``roll_window_sums``, ``ewz_update``, ``RollingMeanStd.z``): one copy of each formula.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ from __future__ import annotations
 import math
 from bisect import bisect_left, insort
 from collections import deque
+from collections.abc import Sequence
+from math import sqrt, tanh
 
 from models.strategy.snapshot import Stateful
 
@@ -246,35 +253,79 @@ class RollingMeanStd(Stateful):
         v = self.s2 / c - m * m
         return math.sqrt(v) if v > 0.0 else 0.0
 
+    def z(self, x: float) -> float:
+        """z-score of ``x`` against the held values (nan when there are none or std is 0)."""
+        c = self.count
+        if not c:
+            return NAN
+        m = self.s1 / c
+        v = self.s2 / c - m * m
+        return (x - (self.shift + self.s1 / c)) / math.sqrt(v) if v > 0.0 else NAN
+
+
+def roll_window_sums(ring: list[float], pos: int, since: int, sums: list[float],
+                     windows: Sequence[int], filled: int, x: float) -> tuple[int, int]:
+    """Add one non-negative ``x`` to ``sums[k]`` = the sum of the last ``windows[k]`` values.
+
+    ``ring`` (length ``max(windows)``, zero-initialised) holds the values, ``pos`` is its next
+    slot, ``since`` counts pushes since the last exact re-sum, ``filled`` = values held after
+    this push (at most the ring length). Running sums are kept >= 0 and re-summed exactly
+    (``math.fsum``) once per ring length, so float error never accumulates. Returns the new
+    ``(pos, since)``; ``sums`` and ``ring`` are updated in place.
+    """
+    k = 0
+    for n in windows:
+        # ring[pos - n] (negative indexes wrap) is the value leaving window n; 0.0 while
+        # fewer than n values were pushed (that slot was never written)
+        v = sums[k] + x - ring[pos - n]
+        sums[k] = v if v > 0.0 else 0.0
+        k += 1
+    ring[pos] = x
+    pos += 1
+    size = len(ring)
+    if pos == size:
+        pos = 0
+    since += 1
+    if since >= size:
+        exact_window_sums(ring, pos, filled, windows, sums)
+        since = 0
+    return pos, since
+
+
+def exact_window_sums(ring: list[float], pos: int, filled: int, windows: Sequence[int],
+                      sums: list[float]) -> None:
+    """Recompute ``sums`` exactly from the ``filled`` newest values before slot ``pos``."""
+    size = len(ring)
+    for k, n in enumerate(windows):
+        m = min(n, filled)
+        sums[k] = math.fsum(ring[(pos - 1 - j) % size] for j in range(m))
+
 
 class RollingSum(Stateful):
-    """Sum of the last n values, recomputed exactly every n updates."""
+    """Sum of the last n non-negative values (``roll_window_sums`` with one window)."""
 
-    __slots__ = ("n", "buf", "pos", "count", "total", "since")
+    __slots__ = ("n", "buf", "pos", "count", "sums", "since")
 
     def __init__(self, n: int) -> None:
         self.n = n
         self.buf = [0.0] * n
         self.pos = 0
         self.count = 0
-        self.total = 0.0
+        self.sums = [0.0]
         self.since = 0
 
     def update(self, x: float) -> float:
         """Add one value; return the sum of the last n."""
-        n = self.n
-        if self.count == n:
-            self.total += x - self.buf[self.pos]
-        else:
+        if self.count < self.n:
             self.count += 1
-            self.total += x
-        self.buf[self.pos] = x
-        self.pos = (self.pos + 1) % n
-        self.since += 1
-        if self.since >= n:
-            self.total = math.fsum(self.buf)
-            self.since = 0
-        return self.total
+        self.pos, self.since = roll_window_sums(self.buf, self.pos, self.since, self.sums,
+                                                (self.n,), self.count, x)
+        return self.sums[0]
+
+    @property
+    def total(self) -> float:
+        """Sum of the held values."""
+        return self.sums[0]
 
 
 class Lag(Stateful):
@@ -314,27 +365,41 @@ class EWZ(Stateful):
         """Add one raw value; return its normalised value (0 for nan inputs or no history)."""
         if x != x:
             return self.value
-        c = self.count
-        m = self.mean
+        mean, var, count, out = [self.mean], [self.var], [self.count], [self.value]
+        ewz_update(_ONE, (x,), (self.alpha,), self.clip, mean, var, count, out)
+        self.mean, self.var, self.count, self.value = mean[0], var[0], count[0], out[0]
+        return out[0]
+
+
+_ONE = (0,)
+
+
+def ewz_update(idx: Sequence[int], xs: Sequence[float], alphas: Sequence[float], clip: float,
+               mean: list[float], var: list[float], count: list[int], out: list[float]) -> None:
+    """The ``EWZ`` step for several normalisers at once (one call per bar on the hot path):
+    for each ``i`` of ``idx``, the raw value ``xs[k]`` updates ``mean[i]``, ``var[i]``,
+    ``count[i]`` and writes its normalised value to ``out[i]``; a nan ``xs[k]`` leaves slot
+    ``i`` as it was."""
+    for i, x, a in zip(idx, xs, alphas, strict=True):
+        if x != x:
+            continue
+        c = count[i]
+        m = mean[i]
         if c == 0:
-            self.mean = x
-            out = 0.0
+            mean[i] = x
+            out[i] = 0.0
         else:
-            v = self.var
+            v = var[i]
             if v > 0.0:
-                z = (x - m) / math.sqrt(v)
-                cl = self.clip
-                z = cl if z > cl else (-cl if z < -cl else z)
-                out = math.tanh(0.5 * z)
+                z = (x - m) / sqrt(v)
+                z = clip if z > clip else (-clip if z < -clip else z)
+                out[i] = tanh(0.5 * z)
             else:
-                out = 0.0
-            a = self.alpha
+                out[i] = 0.0
             d = x - m
-            self.mean = m + a * d
-            self.var = (1.0 - a) * (v + a * d * d)
-        self.count = c + 1
-        self.value = out
-        return out
+            mean[i] = m + a * d
+            var[i] = (1.0 - a) * (v + a * d * d)
+        count[i] = c + 1
 
 
 class BarAggregator(Stateful):

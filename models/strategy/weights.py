@@ -142,6 +142,8 @@ def feature_matrix(bars: Any, params: StrategyParams,
 def fit_initial_weights(bars: Any, params: StrategyParams,
                         base_interval_ms: int | None = None) -> Weights:
     """Correlation-based weights from a training window of closed bars (see module doc)."""
+    # lazy: importing scipy.stats takes seconds, and only this offline fit needs it (not
+    # every strategy actor process, nor a restart)
     from scipy.stats import spearmanr
 
     t, _o, _h, _l, c, _v = _columns(bars)

@@ -18,9 +18,9 @@ from actors.portfolio import PortfolioActor
 from actors.risk import RiskActor
 from exchange_sim.specs import default_specs
 from models import messages as m
+from models.client_ids import client_order_id
 from models.config import Config, config_to_json
 from models.enums import Market, Side
-from models.orders import client_order_id
 
 SYM = "BTCUSDT"
 FILTERS = default_specs(Market.FUTURES)[SYM]

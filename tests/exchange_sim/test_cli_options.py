@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from exchange_sim.cli import add_arguments, config_from_args, run_from_args
-from exchange_sim.embedded import replay_for_bot
+from exchange_sim.cli import config_from_args, run_from_args
+from exchange_sim.cli_options import add_arguments
 from infra.config_io import load_config
+from models.config import replay_for_bot
 
 ROOT = Path(__file__).resolve().parents[2]
 

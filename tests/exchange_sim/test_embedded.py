@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from exchange_sim.client import client_classes
 from exchange_sim.embedded import SIM_URLS_FILE, sim_config_for_bot, start_for_bot
-from models.config import Config, PortfolioConfig
+from models.config import Config, GatewayConfig, PortfolioConfig, base_interval, replay_for_bot
 from models.enums import Market, Venue
+from models.simconfig import SimConfig
 
 
 def test_sim_config_follows_the_bot_config(tmp_path: Path) -> None:
@@ -29,15 +31,22 @@ def test_sim_config_follows_the_bot_config(tmp_path: Path) -> None:
     assert sim_config_for_bot(mixed, None, tmp_path).market == "both"
 
 
+def test_replay_for_bot_replays_the_strategys_base_bar() -> None:
+    """``replay_for_bot`` (models.simconfig) reads the base bar the way models.config does."""
+    cfg = Config(gateway=GatewayConfig(kline_intervals=("15m", "1h")))
+    r = replay_for_bot(cfg)
+    assert r["interval"] == base_interval(cfg)[0] == "15m"
+    assert r["warmup_bars"] == max(cfg.sim.warmup_bars,
+                                   cfg.strategy.history_bars(base_interval(cfg)[1]) + 50)
+    assert r["symbols"] == list(cfg.portfolio.symbols) and r["market"] == "futures"
+
+
 def test_not_started_for_other_venues(tmp_path: Path) -> None:
     assert start_for_bot(Config(venue=Venue.TESTNET), None, tmp_path) is None
     assert not (tmp_path / SIM_URLS_FILE).exists()
 
 
 def test_start_writes_private_urls_file_and_stop_saves_state(tmp_path: Path) -> None:
-    from exchange_sim.client import client_classes
-    from models.simconfig import SimConfig
-
     cfg = Config(portfolio=PortfolioConfig(symbols=("BTCUSDT",), weights={"BTCUSDT": 1.0},
                                            markets={"BTCUSDT": Market.FUTURES}),
                  sim=SimConfig(scenario="chop", synthetic_bars=600))

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from exchange_sim import marketdata as md
+from exchange_sim.klinecsv import parse_ohlc_cached
 from models.enums import Market
 
 ROWS = ["open_time,open,high,low,close,volume"] + [
@@ -18,7 +19,7 @@ ROWS = ["open_time,open,high,low,close,volume"] + [
 
 
 def _load(path: Path) -> md.Bars:
-    md._parse_ohlc_cached.cache_clear()
+    parse_ohlc_cached.cache_clear()
     return md.load_kline_csv(path, "BTCUSDT", Market.SPOT)
 
 

@@ -126,13 +126,13 @@ def test_rest_klines_agree_with_the_stream() -> None:
         for name in streams:
             iv = name.rsplit("_", 1)[1]
             rest = client.get_klines(symbol=SYM, interval=iv, limit=2)[-1]
-            _, payload = srv.call(lambda name=name: srv.hub._current_kline(
+            _, payload = srv.call(lambda name=name: srv.hub.payloads.current_kline(
                 "spot", name, srv.now_ms()))
             k = payload["k"]
             assert [k["t"], k["o"], k["h"], k["l"], k["c"], k["v"], k["T"]] == rest[:7]
             assert k["x"] is False
         fut = client.futures_klines(symbol=SYM, interval="15m", limit=1)[-1]
-        _, payload = srv.call(lambda: srv.hub._current_kline(
+        _, payload = srv.call(lambda: srv.hub.payloads.current_kline(
             "futures", "btcusdt_perpetual@continuousKline_15m", srv.now_ms()))
         assert [payload["k"][x] for x in ("t", "o", "h", "l", "c", "v")] == fut[:6]
         assert Decimal(fut[2]) > Decimal(fut[1])  # two closed 5m bars are in: not flat

@@ -46,7 +46,8 @@ def _bot_view(st: dict[str, Any]) -> dict[str, tuple[Decimal, int]]:
 
 
 def _exchange_view(urls: dict[str, Any]) -> dict[str, tuple[Decimal, int]]:
-    from actors.venue_client import VenueClient, VenueEndpoints
+    from actors.venue_client import VenueClient
+    from actors.venue_endpoints import VenueEndpoints
     from models.enums import Market
 
     vc = VenueClient(Market.FUTURES, VenueEndpoints.from_sim_urls(urls), urls["api_key"],

@@ -14,13 +14,13 @@ import pytest
 from sim_harness import SYM, T0, Sim, flat
 
 from actors import gateway_ops as ops
-from actors.venue_client import (
+from actors.venue_client import VenueClient
+from actors.venue_endpoints import VenueEndpoints
+from actors.venue_errors import (
     BannedError,
     OrderNotFoundError,
     OrderRejectedError,
     RateLimitedError,
-    VenueClient,
-    VenueEndpoints,
 )
 from models import messages as m
 from models.enums import Market, OrderType, Side, TimeInForce

@@ -11,7 +11,8 @@ import pytest
 from sim_harness import SYM, Sim, flat
 
 from actors import gateway_ops as ops
-from actors.venue_client import VenueClient, VenueEndpoints
+from actors.venue_client import VenueClient
+from actors.venue_endpoints import VenueEndpoints
 from models import messages as m
 from models.enums import Market, OrderType, Side, TimeInForce
 from models.oms import Effects, OmsCore

@@ -11,7 +11,8 @@ from stream_helpers import Recorder, is_
 
 from actors import gateway_ops
 from actors.streams import StreamManager
-from actors.venue_client import VenueClient, VenueEndpoints
+from actors.venue_client import VenueClient
+from actors.venue_endpoints import VenueEndpoints
 from models import messages as m
 from models.backoff import Backoff
 from models.enums import Market, OrderType, Side, TimeInForce

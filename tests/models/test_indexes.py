@@ -9,7 +9,9 @@ from decimal import Decimal as D
 import pytest
 
 from models.enums import Side
-from models.orders import TRANSITIONS, IllegalTransition, OrderLedger, Trigger, apply_trigger
+from models.order_ledger import OrderLedger
+from models.order_states import TRANSITIONS, IllegalTransition, Trigger
+from models.orders import apply_trigger
 from models.portfolio import ReservationBook
 
 

@@ -96,19 +96,27 @@ def test_msg_ids_unique() -> None:
     assert len(ids) == 1000
 
 
-def test_msg_ids_differ_across_forked_processes() -> None:
-    import os
+@pytest.fixture
+def default_sources() -> typing.Iterator[None]:
+    """The deterministic defaults (another test may have installed the shell's sources)."""
+    saved = m._new_id, m._now_ns
+    m.set_sources(None, None)
+    yield
+    m._new_id, m._now_ns = saved
 
-    from models.messages import new_msg_id
 
-    new_msg_id()
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child: same counter state as the parent
-        os.write(w, new_msg_id().encode())
-        os._exit(0)
-    os.waitpid(pid, 0)
-    child = os.read(r, 200).decode()
-    parent = new_msg_id()
-    assert child.split("-")[0] != parent.split("-")[0]
-    assert child.split("-")[1] == "1"
+def test_default_sources_are_deterministic_and_read_no_clock(default_sources: None) -> None:
+    assert [m.new_msg_id() for _ in range(3)] == ["0-1", "0-2", "0-3"]
+    hb = m.Heartbeat(seq=1)
+    assert hb.msg_id == "0-4" and hb.ts_init_ns == 0
+    m.set_sources(None, None)  # a reset starts the sequence again
+    assert m.Heartbeat(seq=2).msg_id == "0-1"
+
+
+def test_installed_sources_fill_the_header_defaults(default_sources: None) -> None:
+    ids = iter(["a", "b"])
+    m.set_sources(lambda: next(ids), lambda: 42)
+    first, second = m.Heartbeat(seq=1), m.Heartbeat(seq=2)
+    assert (first.msg_id, first.ts_init_ns, second.msg_id) == ("a", 42, "b")
+    explicit = m.Heartbeat(seq=3, msg_id="x", ts_init_ns=7)  # explicit values win
+    assert (explicit.msg_id, explicit.ts_init_ns) == ("x", 7)

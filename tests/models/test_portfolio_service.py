@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 from exchange_sim.specs import default_specs
 from models import messages as m
+from models.client_ids import client_order_id
 from models.enums import Market, Side, TradingState
-from models.orders import client_order_id
 from models.portfolio_service import (
     REPLY,
     PortfolioCore,

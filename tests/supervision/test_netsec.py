@@ -8,19 +8,17 @@ from pathlib import Path
 import pytest
 from treeutil import running_tree
 
-from supervision import netsec
+from supervision import netsec, thespian_compat
 
 
 def test_unpatched_thespian_binds_all_interfaces_and_the_patch_binds_loopback() -> None:
-    from thespian.system.transport.IPBase import TCPv4ActorAddress
-
     netsec.uninstall()
     try:
-        assert TCPv4ActorAddress(None, 0, external=True).bindname[0] == ""  # thespian default
+        assert thespian_compat.external_binding()[0] == ""  # thespian default
         netsec.install()
-        addr = TCPv4ActorAddress(None, 0, external=True)
-        assert addr.bindname[0] == "127.0.0.1"
-        assert addr.sockname[0] == "127.0.0.1"  # advertised address is loopback too
+        bind, advertised = thespian_compat.external_binding()
+        assert bind == "127.0.0.1"
+        assert advertised == "127.0.0.1"  # advertised address is loopback too
         assert os.environ["THESPIAN_BASE_IPADDR"] == "127.0.0.1"
     finally:
         netsec.install()
@@ -35,13 +33,50 @@ def test_non_loopback_bind_requires_allow_remote() -> None:
 def test_proc_parser_sees_a_known_listener() -> None:
     import socket
 
-    with socket.socket() as s:
+    with socket.socket() as s, socket.socket(socket.AF_INET6) as s6:
         s.bind(("127.0.0.1", 0))
         s.listen(1)
         port = s.getsockname()[1]
-        assert ("127.0.0.1", port) in netsec.listening_sockets(os.getpid())
+        s6.bind(("::1", 0))
+        s6.listen(1)
+        port6 = s6.getsockname()[1]
+        socks = netsec.listening_sockets(os.getpid())
+        assert ("127.0.0.1", port) in socks
+        assert ("::1", port6) in socks
         assert netsec.pid_listening_on(port, [os.getpid()]) == os.getpid()
         assert netsec.port_answers(port)
+    assert ("127.0.0.1", port) not in netsec.listening_sockets(os.getpid())  # closed
+
+
+def test_process_helpers_see_children_sessions_and_no_zombies() -> None:
+    import subprocess
+    import time
+
+    me = os.getpid()
+    st = netsec.proc_stat(me)
+    assert st is not None
+    assert (st["ppid"], st["pgid"], st["sid"]) == (os.getppid(), os.getpgid(0), os.getsid(0))
+    assert st["rss_kb"] > 1000
+    assert netsec.proc_stat(0) is None and netsec.proc_stat(-1) is None
+    live = subprocess.Popen(["sleep", "30"])
+    dead = subprocess.Popen(["true"])
+    try:
+        deadline = time.monotonic() + 5
+        while netsec.proc_stat(dead.pid) is not None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert netsec.proc_stat(dead.pid) is None  # a zombie (not reaped yet) counts as gone
+        kids = netsec.children_of(me)  # (earlier tests may have left children of their own)
+        assert live.pid in kids and dead.pid not in kids
+        assert all((netsec.proc_stat(k) or {"ppid": me})["ppid"] == me for k in kids)
+        assert {me, live.pid} <= set(netsec.session_pids(os.getsid(0)))
+        assert dead.pid not in netsec.session_pids(os.getsid(0))
+        assert netsec.listening_sockets(live.pid) == []
+    finally:
+        live.kill()
+        live.wait()
+        dead.wait()
+    assert netsec.proc_stat(live.pid) is None
+    assert netsec.children_of(live.pid) == [] and netsec.listening_sockets(live.pid) == []
 
 
 def test_every_listening_socket_of_every_bot_process_is_loopback(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Pure restart-policy logic and child specs (no actors)."""
+"""Pure restart-policy logic (no actors)."""
 
 from __future__ import annotations
 
@@ -18,15 +18,6 @@ from supervision.policy import (
     rest_for_one,
     should_restart,
     tree_transition,
-)
-from supervision.tree import (
-    ACTOR_CLASSES_ENV,
-    ChildSpec,
-    SpecError,
-    SupervisorSettings,
-    build_child_specs,
-    role_classes,
-    validate_specs,
 )
 
 ORDER = ["gateway", "order", "risk", "strategy"]
@@ -128,57 +119,3 @@ def test_heartbeat_monitor_flags_silent_children_only() -> None:
     assert hb.age("ghost", 2.0) is None
     hb.forget("b")
     assert hb.overdue(5.0) == ["a"]
-
-
-def test_default_specs_start_in_dependency_order() -> None:
-    specs = build_child_specs(classes={})
-    assert [s.role for s in specs] == ORDER
-    assert specs[0].actor_class_path == "actors.gateway.GatewayActor"
-    assert [s.role for s in specs if s.acks_stop] == ["order"]
-    validate_specs(specs)
-
-
-def test_validate_specs_rejects_bad_lists() -> None:
-    gw = ChildSpec(role="gateway", actor_class_path="a.B")
-    with pytest.raises(SpecError, match="duplicate"):
-        validate_specs([gw, gw])
-    with pytest.raises(SpecError, match="does not start before"):
-        validate_specs([ChildSpec(role="order", actor_class_path="a.B", depends_on=("gateway",)),
-                        gw])
-    with pytest.raises(SpecError, match="restart type"):
-        validate_specs([ChildSpec(role="x", actor_class_path="a.B", restart="always")])
-    with pytest.raises(SpecError, match="module.Class"):
-        validate_specs([ChildSpec(role="x", actor_class_path="Nope")])
-
-
-def test_role_classes_are_pluggable() -> None:
-    env = {ACTOR_CLASSES_ENV: '{"gateway": "x.Gw"}'}
-    got = role_classes({"risk": "y.Risk"}, environ=env)
-    assert got["gateway"] == "x.Gw" and got["risk"] == "y.Risk"
-    assert got["order"] == "actors.order.OrderActor"
-
-
-def test_settings_from_config() -> None:
-    from models.config import SupervisionConfig
-
-    s = SupervisorSettings.from_config(SupervisionConfig(max_restarts=2), "DEBUG",
-                                       heartbeat_interval_s=0.1)
-    assert s.max_restarts == 2 and s.log_level == "DEBUG" and s.heartbeat_interval_s == 0.1
-
-
-def test_symbol_status_lines_pick_figures_from_the_tree() -> None:
-    from supervision.supervisor import symbol_status_lines
-
-    data = {"symbols": {"BTCUSDT": {"state": "RUNNING", "tree": {"actors": [
-        {"name": "order", "status": {"open_orders": 4}},
-        {"name": "risk", "status": {"position": "0.010", "entry_price": "100",
-                                    "unrealized_pnl": "1.5", "realized_pnl": "-0.2",
-                                    "leverage": 0.1}},
-        {"name": "strategy", "status": {"L": 0.4, "S": 0.1}}]}},
-        "ETHUSDT": {"state": "STOPPED", "tree": None}},
-        "portfolio": {"status": {"leverage": 0.3, "leverage_cap": 6.0, "drawdown_level": 1}}}
-    btc, eth = symbol_status_lines(data)
-    assert btc["symbol"] == "BTCUSDT" and btc["position"] == "0.010"
-    assert btc["open_orders"] == 4 and btc["drawdown_level"] == 1 and btc["L"] == 0.4
-    assert btc["portfolio_leverage"] == 0.3 and btc["leverage_cap"] == 6.0
-    assert eth["state"] == "STOPPED" and eth["position"] is None

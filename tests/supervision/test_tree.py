@@ -1,148 +1,52 @@
-"""Real multiprocTCPBase supervision trees of dummy actors: crash, kill -9, hang, intensity."""
+"""Child specs and supervisor settings of the supervision tree (no actors)."""
 
 from __future__ import annotations
 
-import os
-import signal
-from pathlib import Path
+import pytest
 
-from treeutil import running_tree
-
-from models.messages import (
-    ResumeTrading,
-    StopTrading,
-    TradingStateChanged,
-    TradingStopped,
+from models.config import SupervisionConfig
+from supervision.tree import (
+    ACTOR_CLASSES_ENV,
+    ChildSpec,
+    SpecError,
+    SupervisorSettings,
+    build_child_specs,
+    role_classes,
+    validate_specs,
 )
-from supervision import netsec
+
+ORDER = ["gateway", "order", "risk", "strategy"]
 
 
-def _pids(actors: dict[str, dict]) -> dict[str, int]:
-    return {name: a["pid"] for name, a in actors.items()}
+def test_default_specs_start_in_dependency_order() -> None:
+    specs = build_child_specs(classes={})
+    assert [s.role for s in specs] == ORDER
+    assert specs[0].actor_class_path == "actors.gateway.GatewayActor"
+    assert [s.role for s in specs if s.acks_stop] == ["order"]
+    validate_specs(specs)
 
 
-def test_kill9_of_one_actor_restarts_it_from_snapshot_and_spares_other_symbols(
-        tmp_path: Path) -> None:
-    with running_tree(tmp_path) as t:
-        btc, eth = t.actors("BTCUSDT"), t.actors("ETHUSDT")
-        assert all(a["state"] == "running" for a in btc.values())
-        old_starts = btc["order"]["status"]["starts"]
-        os.kill(btc["order"]["pid"], signal.SIGKILL)
-
-        def restarted() -> dict | None:
-            a = t.actors("BTCUSDT")
-            ok = a["order"]["pid"] != btc["order"]["pid"] and all(
-                x["state"] == "running" and x["status"] for x in a.values())
-            return a if ok else None
-
-        new = t.wait_for(restarted, what="order restarted")
-        # restored from its snapshot: the start counter continued
-        assert new["order"]["status"]["starts"] == old_starts + 1
-        assert new["order"]["restarts"] == 1
-        # rest_for_one: gateway (started before order) untouched, risk/strategy restarted
-        assert new["gateway"]["pid"] == btc["gateway"]["pid"]
-        assert new["risk"]["pid"] != btc["risk"]["pid"]
-        assert new["strategy"]["pid"] != btc["strategy"]["pid"]
-        assert netsec.proc_stat(btc["order"]["pid"]) is None
-        # re-wired: the new strategy knows its peers
-        assert {"gateway", "order", "risk", "portfolio"} <= set(new["strategy"]["status"]["peers"])
-        # the other symbol did not notice
-        assert _pids(t.actors("ETHUSDT")) == _pids(eth)
-        assert t.status()["symbols"]["ETHUSDT"]["tree"]["restarts_total"] == 0
-        logs = t.wait_for(lambda: [r for r in t.log_events("ACTOR_RESTARTED")
-                                   if r.get("actor") == "order"], what="ACTOR_RESTARTED log")
-        assert logs[0]["symbol"] == "BTCUSDT"
-        assert logs[0]["restart_count"] == 1
-        assert "exited" in logs[0]["reason"]
-        assert logs[0]["restore_ms"] >= 0
+def test_validate_specs_rejects_bad_lists() -> None:
+    gw = ChildSpec(role="gateway", actor_class_path="a.B")
+    with pytest.raises(SpecError, match="duplicate"):
+        validate_specs([gw, gw])
+    with pytest.raises(SpecError, match="does not start before"):
+        validate_specs([ChildSpec(role="order", actor_class_path="a.B", depends_on=("gateway",)),
+                        gw])
+    with pytest.raises(SpecError, match="restart type"):
+        validate_specs([ChildSpec(role="x", actor_class_path="a.B", restart="always")])
+    with pytest.raises(SpecError, match="module.Class"):
+        validate_specs([ChildSpec(role="x", actor_class_path="Nope")])
 
 
-def test_actor_crashing_on_every_start_stops_only_its_symbol(tmp_path: Path) -> None:
-    with running_tree(tmp_path, markers=("ETHUSDT.risk.crash_on_start",),
-                      max_restarts=2) as t:
-        def eth_stopped() -> bool:
-            return t.status()["symbols"]["ETHUSDT"]["state"] == "stopped"
-
-        t.wait_for(eth_stopped, what="ETHUSDT stopped")
-        st = t.status()
-        eth = st["symbols"]["ETHUSDT"]
-        assert "risk failed more than 2 times" in eth["stop_reason"]
-        assert eth["tree"]["state"] == "stopped"
-        assert all(a["state"] == "stopped" for a in eth["tree"]["actors"])
-        # a fresh gateway was started only to cancel the symbol's orders
-        assert "symbol stopped" in t.marker("ETHUSDT.cancel_all").read_text()
-        # the other symbol keeps running, untouched
-        btc = t.actors("BTCUSDT")
-        assert all(a["state"] == "running" and a["restarts"] == 0 for a in btc.values())
-        assert st["symbols"]["BTCUSDT"]["state"] == "running"
-        # no ETH actor process is left
-        for a in eth["tree"]["actors"]:
-            assert a["pid"] == 0 or netsec.proc_stat(a["pid"]) is None
-        events = t.wait_for(lambda: t.log_events("SYMBOL_STOPPED"), what="SYMBOL_STOPPED")
-        assert {e["symbol"] for e in events} == {"ETHUSDT"}
+def test_role_classes_are_pluggable() -> None:
+    env = {ACTOR_CLASSES_ENV: '{"gateway": "x.Gw"}'}
+    got = role_classes({"risk": "y.Risk"}, environ=env)
+    assert got["gateway"] == "x.Gw" and got["risk"] == "y.Risk"
+    assert got["order"] == "actors.order.OrderActor"
 
 
-def test_hung_actor_is_detected_by_heartbeat_and_restarted(tmp_path: Path) -> None:
-    with running_tree(tmp_path, symbols=("BTCUSDT",)) as t:
-        before = t.actors("BTCUSDT")
-        t.marker("BTCUSDT.strategy.hang").touch()  # the next Heartbeat hangs the strategy
-
-        def replaced() -> dict | None:
-            a = t.actors("BTCUSDT")
-            s = a["strategy"]
-            return a if s["pid"] != before["strategy"]["pid"] and s["state"] == "running" \
-                else None
-
-        after = t.wait_for(replaced, what="hung strategy replaced")
-        assert after["strategy"]["restarts"] == 1
-        assert netsec.proc_stat(before["strategy"]["pid"]) is None  # the hung process is gone
-        assert after["order"]["pid"] == before["order"]["pid"]
-        logs = t.wait_for(lambda: [r for r in t.log_events("ACTOR_RESTARTED")
-                                   if r.get("actor") == "strategy"], what="restart log")
-        assert "hung" in logs[0]["reason"]
-
-
-def test_killed_symbol_supervisor_takes_its_orphans_down_and_is_restarted(
-        tmp_path: Path) -> None:
-    with running_tree(tmp_path) as t:
-        st = t.status()
-        sup_pid = st["symbols"]["BTCUSDT"]["supervisor"]["pid"]
-        old = _pids(t.actors("BTCUSDT"))
-        eth = _pids(t.actors("ETHUSDT"))
-        os.kill(sup_pid, signal.SIGKILL)
-
-        def back() -> dict | None:
-            s = t.status()["symbols"]["BTCUSDT"]
-            acts = {a["name"]: a for a in s["tree"].get("actors", [])}
-            ok = s["state"] == "running" and s["supervisor"]["pid"] not in (0, sup_pid) and \
-                acts and all(a["state"] == "running" for a in acts.values())
-            return acts if ok else None
-
-        new = t.wait_for(back, what="BTC tree back")
-        assert not set(_pids(new).values()) & set(old.values())
-        for pid in old.values():  # orphans of the dead supervisor were killed
-            assert netsec.proc_stat(pid) is None
-        assert _pids(t.actors("ETHUSDT")) == eth
-
-
-def test_stop_trading_and_resume_reach_every_tree(tmp_path: Path) -> None:
-    with running_tree(tmp_path) as t:
-        reply = t.asys.ask(t.root, StopTrading(mode="cancel-only"), 10)
-        assert isinstance(reply, TradingStopped)
-        for sym in ("BTCUSDT", "ETHUSDT"):
-            for role in ("gateway", "order", "risk", "strategy"):
-                assert t.marker(f"{sym}.{role}.stop.cancel-only").exists()
-        assert t.marker("portfolio.portfolio.stop.cancel-only").exists()
-        reply = t.asys.ask(t.root, ResumeTrading(safe_mode=True), 10)
-        assert isinstance(reply, TradingStateChanged)
-
-
-def test_shutdown_persists_and_leaves_no_process(tmp_path: Path) -> None:
-    with running_tree(tmp_path, symbols=("BTCUSDT",)) as t:
-        sid = t.sid
-        assert len(netsec.session_pids(sid)) >= 7  # admin, logger, root, portfolio, sup, 4 actors
-    assert netsec.session_pids(sid) == []
-    from infra.store import StateStore
-
-    with StateStore(tmp_path / "state" / "BTCUSDT.db") as s:
-        assert set(s.snapshot_ages()) == {"gateway", "order", "risk", "strategy"}
+def test_settings_from_config() -> None:
+    s = SupervisorSettings.from_config(SupervisionConfig(max_restarts=2), "DEBUG",
+                                       heartbeat_interval_s=0.1)
+    assert s.max_restarts == 2 and s.log_level == "DEBUG" and s.heartbeat_interval_s == 0.1

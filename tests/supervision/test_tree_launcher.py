@@ -276,3 +276,21 @@ def test_duration_on_the_sim_clock_stops_the_loop(monkeypatch: pytest.MonkeyPatc
     assert code == 0 and "DURATION_REACHED" in logged
     assert 6 * 600_000 <= sim["ms"] - 1_000 <= 8 * 600_000  # stopped after an hour of sim time
     assert time.monotonic() - t0 < 5.0
+
+
+def test_an_unexpected_thespian_is_one_line_not_a_traceback(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from supervision import thespian_compat
+
+    def refuse() -> None:
+        raise thespian_compat.ThespianCompatError("thespian 9.9 is installed; gridbot's "
+                                                  "adapter was written for 4.0.1")
+
+    monkeypatch.setattr(thespian_compat, "check", refuse)
+    code = run.main(["run", "--state-dir", str(tmp_path / "s"), "--log-dir",
+                     str(tmp_path / "l")])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and err == ("gridbot run: thespian 9.9 is installed; gridbot's adapter "
+                                 "was written for 4.0.1")
+    assert not (tmp_path / "s").exists()  # nothing was started

@@ -22,6 +22,11 @@ FAST = {"heartbeat_interval_s": 0.2, "heartbeat_timeout_s": 1.0, "restart_backof
         "shutdown_timeout_s": 4.0, "status_interval_s": 3600.0}
 
 
+def actor_pids(actors: dict[str, dict]) -> dict[str, int]:
+    """Pid per actor name of a tree's status rows."""
+    return {name: a["pid"] for name, a in actors.items()}
+
+
 def make_config(symbols: tuple[str, ...]) -> Config:
     w = {s: 1.0 / len(symbols) for s in symbols}
     if len(symbols) == 3:

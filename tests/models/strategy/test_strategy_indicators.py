@@ -20,6 +20,8 @@ from models.strategy.indicators import (
     RollingPercentile,
     RollingSum,
     Wilder,
+    ewz_update,
+    roll_window_sums,
 )
 
 REL = 1e-9
@@ -132,6 +134,55 @@ def test_rolling_mean_std_and_sum(ohlcv):
         close_enough(np.array(means), np.concatenate([pad, win.mean(axis=1)]))
         close_enough(np.array(stds), np.concatenate([pad, win.std(axis=1)]))
         close_enough(np.array(sums), np.concatenate([pad, win.sum(axis=1)]))
+
+
+def test_window_sums_over_one_ring_match_sliding_sums(ohlcv):
+    # the feature engine's use: several windows (shorter than the ring too) of squared returns
+    r2 = np.diff(np.log(ohlcv[:, 4])) ** 2
+    wins = (15, 60, 240, 60, 1440)
+    ring, sums, pos, since = [0.0] * max(wins), [0.0] * len(wins), 0, 0
+    got = np.full((len(r2), len(wins)), np.nan)
+    for t, x in enumerate(r2):
+        pos, since = roll_window_sums(ring, pos, since, sums, wins, min(t + 1, len(ring)),
+                                      float(x))
+        got[t] = sums
+    for k, n in enumerate(wins):
+        # before the window fills: the sum of everything so far
+        ref = np.concatenate([np.cumsum(r2[: n - 1]), sliding_window_view(r2, n).sum(axis=1)])
+        np.testing.assert_allclose(got[:, k], ref, rtol=REL, atol=1e-15)
+    assert (got >= 0.0).all()
+
+
+def test_z_of_the_newest_value(ohlcv):
+    c = ohlcv[:, 4]
+    r = RollingMeanStd(60)
+    got = []
+    for x in c:
+        r.update(x)
+        got.append(r.z(x) if r.full else np.nan)
+    win = sliding_window_view(c, 60)
+    ref = np.concatenate([np.full(59, np.nan), (c[59:] - win.mean(axis=1)) / win.std(axis=1)])
+    np.testing.assert_allclose(np.array(got)[59:], ref[59:], rtol=1e-6)
+    flat = RollingMeanStd(3)
+    for _ in range(3):
+        flat.update(5.0)
+    assert np.isnan(flat.z(5.0)) and np.isnan(RollingMeanStd(3).z(1.0))
+
+
+def test_ewz_update_is_ewz_for_each_slot(ohlcv):
+    # several normalisers in one call (the feature engine's hot path) == one EWZ per slot
+    cols = ohlcv[:, 1:6]
+    spans = (1440, 288, 60, 20, 5)
+    alphas = tuple(2.0 / (n + 1.0) for n in spans)
+    mean, var, count, out = [0.0] * 7, [0.0] * 7, [0] * 7, [0.0] * 7
+    idx = (0, 2, 3, 5, 6)
+    ref = [EWZ(n, 3.0) for n in spans]
+    for t, row in enumerate(cols):
+        xs = tuple(float("nan") if (t + k) % 11 == 0 else float(v) for k, v in enumerate(row))
+        ewz_update(idx, xs, alphas, 3.0, mean, var, count, out)
+        for k, i in enumerate(idx):
+            assert out[i] == ref[k].update(xs[k])  # bit for bit
+    assert out[1] == out[4] == 0.0 and count[1] == 0
 
 
 def test_lag(ohlcv):
