@@ -60,7 +60,7 @@ def _backtest(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from report.build import report_command
+    from report.cli import report_command
 
     ca.check_output_dir(args.out, "--out")  # refuse a file before reading the log
     return report_command(args)

@@ -34,13 +34,14 @@ from infra.cli_args import (
     parse_speed,
 )
 from infra.config_io import MissingCredentials, config_error_lines, load_config, load_credentials
+from infra.console import verbosity_from
 from infra.logs import JSON_FILE, add_append_sink, configure_logging, log_event, thespian_log_defs
 from infra.store import CorruptStateError, StateStoreError, check_database_file
 from models.config import Config, ConfigError, config_to_json
 from models.enums import Venue
 from models.messages import ActorReady, StopTrading, TradingStopped
 from supervision import netsec
-from supervision.console import SessionConsole, verbosity_from
+from supervision.terminal import SessionConsole
 from supervision.tree import (
     ROOT_CLASS,
     ROOT_GLOBAL_NAME,

@@ -75,7 +75,7 @@ def test_records_are_taken_when_logged(tmp_path: Path) -> None:
     nested dicts render as in-process; the kept events come back."""
     path = tmp_path / "w.jsonl"
     w = OffloadedJsonLog(str(path), level_no=20, keep=frozenset({"ORDER_PLACED"}),
-                         collector=False, pid=4242, secrets=[])
+                         collector=None, pid=4242, secrets=[])
     ctx = {"price": Decimal("100.10"), "side": Side.SELL, "strategy_context": {"L": 0.5}}
     w.record(20, "INFO", "ORDER_PLACED", "BTCUSDT", 1_700_000_000_000, "ORDER_PLACED", ctx)
     ctx["strategy_context"]["L"] = 0.9
@@ -92,7 +92,7 @@ def test_records_are_taken_when_logged(tmp_path: Path) -> None:
 
 def test_writer_error_is_reported(tmp_path: Path) -> None:
     w = OffloadedJsonLog(str(tmp_path / "no-such-dir" / "w.jsonl"), level_no=20,
-                         keep=frozenset(), collector=False, pid=1, secrets=[])
+                         keep=frozenset(), collector=None, pid=1, secrets=[])
     with pytest.raises(LogWriterError):
         for i in range(3000):
             w.record(20, "INFO", "E", "", i + 1, "E", {})

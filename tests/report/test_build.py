@@ -7,13 +7,18 @@ import json
 import math
 import random
 import re
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
+from loguru import logger
 
 import run
-from report.build import ReportError, build_report, read_log
+from infra import logs
+from infra.clock import SimClock, set_clock
+from report.build import ReportError, build_report
+from report.collector import read_log
 
 DAY = 86_400_000
 HOUR = 3_600_000
@@ -251,25 +256,6 @@ def test_log_directory_reads_rotated_files(tmp_path: Path) -> None:
     assert events == ev and warnings == []
 
 
-@pytest.mark.parametrize(("content", "needle"), [
-    (None, "not found"),
-    ("open_time,open,high,low,close,volume\n1,2,3,4,5,6\n", "not a JSON-lines log"),
-    ("", "no EQUITY events"),
-    (json.dumps({"ts_ms": T0, "event": "STATUS", "symbol": "BTCUSDT"}) + "\n",
-     "no EQUITY events"),
-])
-def test_bad_input_exits_2_naming_the_problem(tmp_path: Path, content: str | None,
-                                              needle: str,
-                                              capsys: pytest.CaptureFixture[str]) -> None:
-    log = tmp_path / "gridbot.jsonl"
-    if content is not None:
-        log.write_text(content)
-    assert run.main(["report", str(log), "--out", str(tmp_path / "out")]) == 2
-    err = capsys.readouterr().err
-    assert needle in err and "error" in err
-    assert not (tmp_path / "out" / "report.json").exists()
-
-
 def test_build_report_raises_report_error(tmp_path: Path) -> None:
     with pytest.raises(ReportError, match="no EQUITY"):
         build_report(tmp_path, events=[{"ts_ms": 1, "event": "STATUS"}])
@@ -294,13 +280,6 @@ def test_drawdown_level_is_not_confused_with_the_log_level(tmp_path: Path) -> No
 
 def test_report_reads_what_log_event_writes(tmp_path: Path) -> None:
     """The real writer (infra.logs): Decimals as strings, ts_ms from the actor clock."""
-    from decimal import Decimal
-
-    from loguru import logger
-
-    from infra import logs
-    from infra.clock import SimClock, set_clock
-
     clock = SimClock(T0 * 1_000_000)
     path = logs.configure_logging(tmp_path, stderr=False)
     set_clock(clock)
@@ -328,18 +307,6 @@ def test_report_reads_what_log_event_writes(tmp_path: Path) -> None:
     assert btc["pnl"]["unrealized"] == "3.5" and btc["pnl"]["net"] == "3.4899"
     assert btc["benchmark"]["start_price"] == 101.0  # first close after the start
     assert btc["benchmark"]["end_price"] == 103.0
-
-
-def test_cli_csvs_fresh_elsewhere_kept_next_to_the_log(tmp_path: Path) -> None:
-    log = _write(tmp_path / "gridbot.jsonl", _hand_log())
-    (tmp_path / "trades.csv").write_text("the backtest's own\n")
-    out = tmp_path / "elsewhere"
-    out.mkdir()
-    (out / "trades.csv").write_text("stale, from another run\n")
-    assert run.main(["report", str(log), "--out", str(out)]) == 0
-    assert (out / "trades.csv").read_text().startswith("symbol,side,qty")
-    assert run.main(["report", str(log), "--out", str(tmp_path)]) == 0
-    assert (tmp_path / "trades.csv").read_text() == "the backtest's own\n"
 
 
 def test_symbol_curve_uses_the_records_own_ledger(tmp_path: Path) -> None:

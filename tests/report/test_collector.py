@@ -15,9 +15,11 @@ from backtest.options import BacktestOptions, backtest_config
 from exchange_sim import marketdata as md
 from infra import logs
 from infra.config_io import load_config
+from infra.jsonlog import LEVEL_NO
 from models.enums import Market, Side
 from models.timeframes import parse_time
-from report.build import ReportCollector, build_report
+from report.build import build_report
+from report.collector import ReportCollector
 
 DATA = md.default_data_dir()
 SYMBOLS = ("BTCUSDT", "ETHUSDT")
@@ -26,12 +28,12 @@ META = {"initial_equity": "10000", "source": "test", "end": "2025-03-02T00:00:00
 
 @pytest.fixture(scope="module")
 def bt(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[tuple[Any, ...]]]:
-    """A one-day 2-symbol futures backtest (no report) and every ``_line`` call it made."""
+    """A one-day 2-symbol futures backtest (no report) and every ``render_line`` call it made."""
     if DATA is None:
         pytest.skip("no market data directory")
     out = tmp_path_factory.mktemp("bt")
     calls: list[tuple[Any, ...]] = []
-    real = logs._line
+    real = logs.render_line
 
     def spy(ts: Any, level: str, event: str, symbol: str, message: str, pid: int, ts_ms: Any,
             extra: dict[str, Any], *a: Any, **kw: Any) -> str:
@@ -41,7 +43,7 @@ def bt(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[tuple[Any, 
 
     cfg = backtest_config(load_config(None), SYMBOLS, Market.FUTURES)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(logs, "_line", spy)
+        mp.setattr(logs, "render_line", spy)
         res = run_backtest(BacktestOptions(
             config=cfg, symbols=SYMBOLS, market=Market.FUTURES,
             start_ms=parse_time("2025-03-01"), end_ms=parse_time("2025-03-02"),
@@ -61,7 +63,7 @@ def test_collector_fed_during_the_run_equals_reading_the_log(
     log = out / "gridbot.jsonl"
     file_lines = log.read_text().splitlines()
     # the spy saw exactly the file's lines, in order (plus lines below the file's level)
-    in_file = [c for c in calls if logs._LEVEL_NO[c[0]] >= 20]
+    in_file = [c for c in calls if LEVEL_NO[c[0]] >= 20]
     assert [c[4] for c in in_file] == file_lines
 
     from_file = build_report(tmp_path / "file", log, meta=META, charts=False)

@@ -10,7 +10,7 @@ import pytest
 
 from report import html as rh
 from report.build import build_report
-from tests.report.test_report import DAY, T0, _hand_log, _write
+from tests.report.test_build import DAY, T0, _hand_log, _write
 
 
 @pytest.mark.parametrize(("value", "signed", "text"), [
