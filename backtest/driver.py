@@ -58,7 +58,7 @@ from backtest.options import (
     BacktestOptions,
     BacktestResult,
 )
-from backtest.outputs import write_equity_csv, write_report, write_trades_csv
+from backtest.outputs import write_report
 from backtest.runtime import InProcessSystem, LocalAddress
 from backtest.venue import (
     BacktestVenue,
@@ -75,7 +75,7 @@ from models.config import Config, base_interval, config_to_json
 from models.strategy import make_strategy
 from models.strategy.runner import RunnerState
 from models.timeframes import fmt_ms
-from report.build import ReportCollector
+from report.build import ReportCollector, write_equity_csv, write_trades_csv
 from report.charts import ChartPool
 
 SYMBOL_ROLES = ("gateway", "order", "risk", "strategy")

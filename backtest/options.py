@@ -17,10 +17,6 @@ NS = 1_000_000
 DAY_MS = 86_400_000
 #: events kept in memory for trades.csv / equity.csv / the result (the rest is only logged)
 KEEP_EVENTS = frozenset({"TRADE_CLOSED", "EQUITY", "ORDER_FILLED"})
-TRADE_COLUMNS = ("symbol", "side", "qty", "entry_price", "exit_price", "gross_pnl", "fees",
-                 "funding", "net_pnl", "opened_ms", "closed_ms", "holding_s")
-EQUITY_COLUMNS = ("ts_ms", "time", "equity", "peak_equity", "drawdown", "leverage",
-                  "worst_case_leverage", "level", "state")
 
 
 class BacktestError(Exception):

@@ -1,38 +1,16 @@
-"""What a finished backtest writes: trades.csv, equity.csv and the performance report."""
+"""A finished backtest's performance report (trades.csv and equity.csv are written by
+``report.build``'s writers, called by the driver)."""
 
 from __future__ import annotations
 
-import csv
 import sys
 from pathlib import Path
 from typing import Any
 
-from backtest.options import EQUITY_COLUMNS, TRADE_COLUMNS, BacktestOptions, BacktestResult
+from backtest.options import BacktestOptions, BacktestResult
 from backtest.venue import SymbolFeed
 from models.timeframes import fmt_ms
 from report.build import build_report
-
-
-def write_trades_csv(path: Path, trades: list[dict[str, Any]]) -> None:
-    """trades.csv: one row per TRADE_CLOSED event, in close order."""
-    with path.open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(TRADE_COLUMNS)
-        for tr in trades:
-            w.writerow([tr.get(c, "") for c in TRADE_COLUMNS])
-
-
-def write_equity_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    """equity.csv: one row per EQUITY event (``level`` = the drawdown level)."""
-    with path.open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(EQUITY_COLUMNS)
-        for r in rows:
-            ts = r.get("ts_ms")
-            w.writerow([ts, fmt_ms(int(ts)) if ts is not None else "", r.get("equity", ""),
-                        r.get("peak_equity", ""), r.get("drawdown", ""), r.get("leverage", ""),
-                        r.get("worst_case_leverage", ""), r.get("drawdown_level", ""),
-                        r.get("state", "")])
 
 
 def benchmark_prices(feeds: dict[str, SymbolFeed], start: int, end: int

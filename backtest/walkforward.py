@@ -9,13 +9,12 @@ from typing import Any
 from backtest.driver import run_backtest
 from backtest.feeds import load_bars
 from backtest.options import BacktestError, BacktestOptions
-from backtest.outputs import write_equity_csv, write_trades_csv
 from exchange_sim import marketdata as md
 from models.config import base_interval
 from models.strategy import fit_initial_weights
 from models.timeframes import fmt_ms
 from models.walkforward import WalkForwardError, chain_equity, parse_spec, windows
-from report.build import build_report
+from report.build import build_report, write_equity_csv, write_trades_csv
 
 
 def fit_weights(opts: BacktestOptions, train_start: int, train_end: int,

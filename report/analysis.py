@@ -144,9 +144,7 @@ def analyse(events: Iterable[Mapping[str, Any]] | ReportCollector, *,
             e = to_float(ev.get("equity"))
             eq_t.append(t)
             eq_v.append(e)
-            row = {c: ev.get(c, "") for c in EQUITY_COLUMNS}
-            row["ts_ms"], row["time"] = t, iso_utc(t)
-            eq_rows.append(row)
+            eq_rows.append({**ev, "ts_ms": t})  # equity.csv's row (report.build)
             max_lev = max(max_lev, to_float(ev.get("leverage")))
             max_wc = max(max_wc, to_float(ev.get("worst_case_leverage")))
             if (lv := _dd_level(ev)) is not None:

@@ -46,6 +46,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from models.timeframes import fmt_ms
 from report.analysis import EQUITY_COLUMNS, analyse
 from report.charts import ChartPool, render_charts
 from report.collector import TRADE_COLUMNS, ReportCollector, ReportError, collect, iter_log
@@ -53,21 +54,27 @@ from report.html import render_html
 from report.values import to_float
 
 
-def _write_trades_csv(path: Path, trades: Sequence[Mapping[str, Any]]) -> None:
+def write_trades_csv(path: Path, trades: Sequence[Mapping[str, Any]]) -> None:
+    """trades.csv: one row per TRADE_CLOSED event, in the order given."""
     with path.open("w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(TRADE_COLUMNS)
-        for tr in sorted(trades, key=lambda x: (to_float(x.get("closed_ms")),
-                                                str(x.get("symbol")))):
+        for tr in trades:
             w.writerow([tr.get(c, "") for c in TRADE_COLUMNS])
 
 
-def _write_equity_csv(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
+def write_equity_csv(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
+    """equity.csv: one row per EQUITY event (``time`` ISO-8601 UTC, ``level`` = the drawdown
+    level)."""
     with path.open("w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(EQUITY_COLUMNS)
         for r in rows:
-            w.writerow([r.get(c, "") for c in EQUITY_COLUMNS])
+            ts = r.get("ts_ms")
+            w.writerow([ts, fmt_ms(int(ts)) if ts is not None else "", r.get("equity", ""),
+                        r.get("peak_equity", ""), r.get("drawdown", ""), r.get("leverage", ""),
+                        r.get("worst_case_leverage", ""), r.get("drawdown_level", ""),
+                        r.get("state", "")])
 
 
 def _json_default(o: Any) -> Any:
@@ -107,9 +114,10 @@ def build_report(out_dir: str | Path, log_path: str | Path | None = None, *,
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if overwrite_csv or not (out / "trades.csv").exists():
-        _write_trades_csv(out / "trades.csv", chart["trades"])
+        write_trades_csv(out / "trades.csv", sorted(
+            chart["trades"], key=lambda x: (to_float(x.get("closed_ms")), str(x.get("symbol")))))
     if overwrite_csv or not (out / "equity.csv").exists():
-        _write_equity_csv(out / "equity.csv", chart["equity_rows"])
+        write_equity_csv(out / "equity.csv", chart["equity_rows"])
     images: dict[str, bytes] = {}
     if charts and pool is not None:  # a pool exists only where matplotlib does
         images = pool.render(chart, report["warnings"])

@@ -367,3 +367,15 @@ def test_fill_rate_follows_modifies_and_actions_per_fill(tmp_path: Path) -> None
     assert p["order_actions"] == 6 and p["actions_per_fill"] == pytest.approx(6 / 3)
     assert p["order_fill_rate"] == pytest.approx(2 / 4)
     assert rep["summary"]["actions_per_fill"] == p["actions_per_fill"]
+
+
+def test_equity_csv_has_the_drawdown_level_and_iso_time_not_the_log_level(tmp_path: Path) -> None:
+    from report.build import write_equity_csv
+
+    ev = {"event": "EQUITY", "level": "INFO", "ts_ms": 1_735_689_600_000, "equity": "9500",
+          "peak_equity": "10000", "drawdown": -0.05, "leverage": 1.5,
+          "worst_case_leverage": 2.0, "drawdown_level": 1, "state": "ACTIVE"}
+    write_equity_csv(tmp_path / "e.csv", [ev])
+    assert (tmp_path / "e.csv").read_text().splitlines() == [
+        "ts_ms,time,equity,peak_equity,drawdown,leverage,worst_case_leverage,level,state",
+        "1735689600000,2025-01-01T00:00:00Z,9500,10000,-0.05,1.5,2.0,1,ACTIVE"]
