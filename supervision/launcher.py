@@ -371,7 +371,7 @@ def run_bot(args: argparse.Namespace) -> int:
     remove_bot_file(state_dir)
     (state_dir / STOP_REQUEST_FILE).unlink(missing_ok=True)
     # the terminal shows the JSON log (every process's records, the launcher's too) as it is
-    # written: supervision.console follows it from here, so no stderr sink of our own
+    # written: supervision.terminal follows it from here, so no stderr sink of our own
 
     console = SessionConsole(
         log_dir / JSON_FILE, quote=cfg.portfolio.quote_asset, sim_venue=cfg.venue is Venue.SIM,

@@ -263,3 +263,13 @@ def test_every_log_event_is_explained_in_the_runbook() -> None:
     names.update({ev: "dynamic" for ev in DYNAMIC_EVENTS})
     missing = sorted(f"{ev} ({where})" for ev, where in names.items() if f"`{ev}`" not in text)
     assert not missing, "log events not explained in docs/RUNBOOK.md: " + ", ".join(missing)
+
+
+def test_the_api_doc_lists_every_message_type() -> None:
+    from models.messages import ALL_MESSAGE_TYPES
+
+    text = (ROOT / "docs" / "API.md").read_text()
+    listed = set(re.findall(r"^\| `(\w+)` \|", text, re.M))
+    names = {t.__name__ for t in ALL_MESSAGE_TYPES}
+    assert names - listed == set(), "add them to docs/API.md's message catalogue"
+    assert {n for n in listed if n[0].isupper()} <= names, "stale rows in docs/API.md"
