@@ -224,7 +224,7 @@ def _run_backtest(opts: BacktestOptions, on_step: Callable[[int], None] | None,
     # logging: the run's JSON log plus an in-memory capture of the events we need, in one
     # DirectJsonLog (log_event lines below the stderr level skip loguru, the rest reach it
     # through loguru, in call order); one file for the whole run, no rotation
-    stderr_level = "ERROR" if opts.progress else "WARNING"
+    stderr_level = "ERROR"  # warnings are in the JSON log; a person needs to see errors only
     configure_logging(None, level=cfg.logging.level, stderr=True, stderr_level=stderr_level)
     jlog = DirectJsonLog(out / JSON_FILE if (out is not None and opts.log_file) else None,
                          level=cfg.logging.level, direct_below=stderr_level, keep=KEEP_EVENTS,

@@ -189,6 +189,8 @@ class DirectJsonLog(LineWriter):
             off.record(no, level, event, symbol, ts_ms, redact(msg) if SECRETS else msg,
                        context)
             return True
+        if self._fh is None and self.collector is None and event not in self._keep:
+            return True  # no file, no collector: only the kept events are wanted
         extra = dict(context)
         symbol = extra.pop("symbol", "")
         ts_ms = extra.pop("ts_ms", None)

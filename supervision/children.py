@@ -71,8 +71,10 @@ def log(event: str, msg: str, level: str = "INFO", **ctx: Any) -> None:
 
 
 def kill_pid(pid: int, *, parent: int | None = None) -> bool:
-    """SIGKILL ``pid`` if it is alive, in our session and (when given) a child of ``parent``."""
-    st = netsec.proc_stat(pid) if pid > 0 else None
+    """SIGKILL ``pid`` if it is alive, in our session and (when given) a child of ``parent``.
+
+    Never init (pid 1: in a container it shares our session) nor this process."""
+    st = netsec.proc_stat(pid) if pid > 1 and pid != os.getpid() else None
     if st is None or st["sid"] != os.getsid(0):
         return False
     if parent is not None and st["ppid"] != parent:

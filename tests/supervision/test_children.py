@@ -29,7 +29,8 @@ def test_kill_pid_kills_only_a_live_process_of_our_session_and_parent() -> None:
     other = subprocess.Popen(["sleep", "30"], start_new_session=True)
     try:
         assert not kill_pid(0) and not kill_pid(-1)
-        assert not kill_pid(1)  # init: another session
+        assert not kill_pid(1)  # init, even where it shares our session (containers)
+        assert not kill_pid(os.getpid())
         assert not kill_pid(other.pid)  # alive, our child, but in its own session
         assert not kill_pid(child.pid, parent=os.getpid() + 1)  # not that parent's child
         assert child.poll() is None and other.poll() is None
