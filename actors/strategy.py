@@ -18,7 +18,7 @@ from thespian.actors import ActorAddress
 
 from actors.base import GridActor
 from infra.clock import now_ms
-from infra.logs import log_event
+from infra.logs import log_event, log_wanted
 from infra.store import Mirror
 from models import messages as m
 from models.config import base_interval
@@ -130,7 +130,7 @@ class StrategyActor(GridActor):
             return
         v, cmds = self.runner.on_kline(msg)
         minute = msg.close_time_ms // 60_000
-        if v is not None and minute != self.last_log_minute:
+        if v is not None and minute != self.last_log_minute and log_wanted("STRATEGY"):
             self.last_log_minute = minute
             log_event("STRATEGY", symbol=self.symbol, ts_ms=msg.close_time_ms, close=v.close,
                       b_up=v.b_up, c_up=v.c_up, b_down=v.b_down, c_down=v.c_down,

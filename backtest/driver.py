@@ -68,7 +68,14 @@ from backtest.venue import (
 )
 from infra import clock as aclock
 from infra.log_writer import LogWriterError
-from infra.logs import JSON_FILE, DirectJsonLog, configure_logging, log_event, set_direct_log
+from infra.logs import (
+    JSON_FILE,
+    DirectJsonLog,
+    configure_logging,
+    log_event,
+    log_wanted,
+    set_direct_log,
+)
 from infra.store import StateStore
 from models import messages as m
 from models.config import Config, base_interval, config_to_json
@@ -353,6 +360,7 @@ def _drive(system: InProcessSystem, venue: BacktestVenue, addrs: dict[str, Local
     # STATUS lines read the risk cores directly (the figures a StatusRequested would answer):
     # one thread, between bars, nothing in flight
     risks = {s: system.instance(addrs[f"{s}.risk"]).core for s in feeds}
+    want_status = log_wanted("STATUS")  # nothing to build in a research run
     done = 0
     try:
         while True:
@@ -373,7 +381,7 @@ def _drive(system: InProcessSystem, venue: BacktestVenue, addrs: dict[str, Local
                 pend = venue.pending_symbols()
             if t >= next_status:
                 next_status = t - t % status_ms + status_ms
-                for sym in sorted(feeds):
+                for sym in sorted(feeds) if want_status else ():
                     log_event("STATUS", symbol=sym, **risks[sym].status_line())
             prog.update(done, t)
             if on_step is not None:

@@ -115,6 +115,14 @@ def add_append_sink(path: str | Path, level: str = "INFO") -> int:
     return logger.add(_AppendSink(p), level=level, format="{message}")
 
 
+def log_wanted(event: str, level: str = "INFO") -> bool:
+    """Whether a ``log_event(event, level=level)`` would reach any sink: False only under a
+    ``DirectJsonLog`` that writes no file, feeds no collector and does not keep ``event`` (a
+    research backtest), so a caller can skip building the event's context."""
+    w = _direct
+    return True if w is None else w.wanted(event, level)
+
+
 def log_event(event: str, msg: str = "", *, level: str = "INFO", **context: Any) -> None:
     """Log one structured event (``event`` plus full context fields)."""
     w = _direct
@@ -175,6 +183,16 @@ class DirectJsonLog(LineWriter):
             return
         self.emit(rec["level"].no, rec["extra"].get("event", "LOG"), rec["extra"]["_json"])
 
+    def wanted(self, event: str, level: str) -> bool:
+        """See ``log_wanted``."""
+        no = LEVEL_NO.get(level)
+        if no is None or no >= self._below:
+            return True
+        if no < self._min:
+            return False
+        return (self._off is not None or self._fh is not None or self.collector is not None
+                or event in self._keep)
+
     def log(self, event: str, msg: str, level: str, context: dict[str, Any]) -> bool:
         """Render and write one ``log_event``; False: not for the direct path (use loguru)."""
         no = LEVEL_NO.get(level)
@@ -190,7 +208,7 @@ class DirectJsonLog(LineWriter):
                        context)
             return True
         if self._fh is None and self.collector is None and event not in self._keep:
-            return True  # no file, no collector: only the kept events are wanted
+            return True  # no file, no collector: only the kept events are wanted (log_wanted)
         extra = dict(context)
         symbol = extra.pop("symbol", "")
         ts_ms = extra.pop("ts_ms", None)
