@@ -3,6 +3,7 @@ config restricted to the replayed symbols, and the output columns."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -92,6 +93,15 @@ class BacktestResult:
             "gaps": self.gaps, "notes": self.notes, "actor_errors": self.actor_errors,
             "out_dir": str(self.out_dir) if self.out_dir else None,
         }
+
+
+def research_options(opts: BacktestOptions) -> BacktestOptions:
+    """``opts`` as the research fast path runs it (the optimiser, walk-forward trials): the same
+    actors and cores on the in-process runtime, with nothing written — no output directory,
+    report, charts, JSON log or snapshots, logging in this process. Decisions, fills and
+    equity are those of the full run (``backtest.parity``, tests/backtest/test_parity.py)."""
+    return dataclasses.replace(opts, out_dir=None, report=False, charts=False, log_file=False,
+                               persist=False, progress=False, offload_log=False)
 
 
 def backtest_config(cfg: Config, symbols: tuple[str, ...], market: Market,
