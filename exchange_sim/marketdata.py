@@ -18,7 +18,8 @@ a malformed file raises ``DataError`` naming the file and the line.
 
 ``Bars``, ``Gap`` and ``DataError`` live in ``exchange_sim.bars``, the CSV readers and their
 caches in ``exchange_sim.klinecsv``; this module finds the files of a data directory, merges
-and resamples them, and falls back to synthetic bars when there is no data at all.
+and resamples them (``exchange_sim.synthetic.resolve_bars`` falls back to synthetic bars
+when there is no data at all).
 """
 
 from __future__ import annotations
@@ -48,7 +49,6 @@ from exchange_sim.klinecsv import (
     parse_ohlc_cached,
     stat_key,
 )
-from exchange_sim.synthetic import generate
 from models.enums import Market
 from models.timeframes import INTERVAL_MS, fmt_ms
 
@@ -336,36 +336,7 @@ def _inv(kind: str, market: str, symbol: str, interval: str, bars: Bars, files: 
     }
 
 
-# -- real data or synthetic ----------------------------------------------------------------------
-def resolve_bars(
-    symbol: str,
-    market: Market | str,
-    interval: str,
-    start_ms: int,
-    end_ms: int,
-    data_dir: Path | None = None,
-    seed: int = 0,
-    scenario: str = "gbm",
-) -> tuple[Bars, str]:
-    """Real bars from the data directory, or, when there is no data directory at all, seeded
-    synthetic bars (``exchange_sim.synthetic``). Returns ``(bars, note)``; ``note`` says where
-    the bars came from so the caller can tell the user. Data that exists but does not cover the
-    range still raises ``DataError``: it is never silently replaced."""
-    d = Path(data_dir) if data_dir is not None else default_data_dir()
-    if d is not None and d.is_dir():
-        bars = load_klines(symbol, market, interval, start_ms, end_ms, d)
-        return bars, f"real {market_of(market).value} {symbol} {interval} klines from {d}"
-    ms = interval_ms_of(interval)
-    n = max(0, -(-(end_ms - start_ms) // ms))
-    first = start_ms + (-start_ms) % ms
-    bars = generate(symbol, scenario, start_ms=first, n_bars=n, interval=interval, seed=seed,
-                    market=market_of(market))
-    where = "no market data directory found (set GRIDBOT_DATA or provide ../shared/data)"
-    return bars, f"synthetic {scenario} {symbol} {interval} bars (seed {seed}): {where}"
-
-
 __all__ = [
     "Bars", "DataError", "Gap", "available", "concat_bars", "coverage",
     "default_data_dir", "load_funding", "load_kline_csv", "load_klines", "load_mark",
-    "resolve_bars",
 ]

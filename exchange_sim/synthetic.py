@@ -39,11 +39,13 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass
 from decimal import Decimal
+from pathlib import Path
 
 import numpy as np
 from scipy.signal import lfilter
 
 from exchange_sim.bars import Bars
+from exchange_sim.marketdata import default_data_dir, interval_ms_of, load_klines, market_of
 from models.enums import Market
 from models.timeframes import INTERVAL_MS
 
@@ -343,7 +345,35 @@ def generate_funding(
     ]
 
 
+# -- real data or synthetic ----------------------------------------------------------------------
+def resolve_bars(
+    symbol: str,
+    market: Market | str,
+    interval: str,
+    start_ms: int,
+    end_ms: int,
+    data_dir: Path | None = None,
+    seed: int = 0,
+    scenario: str = "gbm",
+) -> tuple[Bars, str]:
+    """Real bars from the data directory, or, when there is no data directory at all, seeded
+    synthetic bars (``exchange_sim.synthetic``). Returns ``(bars, note)``; ``note`` says where
+    the bars came from so the caller can tell the user. Data that exists but does not cover the
+    range still raises ``DataError``: it is never silently replaced."""
+    d = Path(data_dir) if data_dir is not None else default_data_dir()
+    if d is not None and d.is_dir():
+        bars = load_klines(symbol, market, interval, start_ms, end_ms, d)
+        return bars, f"real {market_of(market).value} {symbol} {interval} klines from {d}"
+    ms = interval_ms_of(interval)
+    n = max(0, -(-(end_ms - start_ms) // ms))
+    first = start_ms + (-start_ms) % ms
+    bars = generate(symbol, scenario, start_ms=first, n_bars=n, interval=interval, seed=seed,
+                    market=market_of(market))
+    where = "no market data directory found (set GRIDBOT_DATA or provide ../shared/data)"
+    return bars, f"synthetic {scenario} {symbol} {interval} bars (seed {seed}): {where}"
+
+
 __all__ = [
     "PROFILES", "REGIMES", "SCENARIOS", "SymbolProfile", "SyntheticParams", "generate",
-    "generate_funding", "profile", "scenario_window",
+    "generate_funding", "profile", "resolve_bars", "scenario_window",
 ]

@@ -21,8 +21,8 @@ from exchange_sim.marketdata import (
     load_kline_csv,
     load_klines,
     load_mark,
-    resolve_bars,
 )
+from exchange_sim.synthetic import resolve_bars
 from models.enums import Market
 from models.timeframes import fmt_ms, parse_time
 
