@@ -36,6 +36,8 @@ from infra.cli_args import (
 from infra.config_io import MissingCredentials, config_error_lines, load_config, load_credentials
 from infra.console import verbosity_from
 from infra.logs import JSON_FILE, add_append_sink, configure_logging, log_event, thespian_log_defs
+from infra.statelock import StateDirLocked
+from infra.statelock import acquire as acquire_state_lock
 from infra.store import CorruptStateError, StateStoreError, check_database_file
 from models.config import Config, ConfigError, config_to_json
 from models.enums import Venue
@@ -353,7 +355,28 @@ def run_bot(args: argparse.Namespace) -> int:
     log_dir = Path(getattr(args, "log_dir", None) or cfg.log_dir)
     sup = cfg.supervision
     guard_transport(sup.bind_host, sup.allow_remote)  # before anything starts
+    try:
+        # one bot per state dir, decided atomically before anything starts (bot.json below is
+        # written only once the tree is up: two launchers started together both miss it)
+        lock = acquire_state_lock(state_dir)
+    except StateDirLocked as e:
+        print(f"gridbot run: {e}: a gridbot is already running or starting there",
+              file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except OSError as e:
+        print(f"gridbot run: cannot lock state dir {state_dir}: {e.strerror or e}",
+              file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        return _run_locked(cfg, args, state_dir, log_dir, wall_limit)
+    finally:
+        lock.release()
 
+
+def _run_locked(cfg: Config, args: argparse.Namespace, state_dir: Path, log_dir: Path,
+                wall_limit: float | None) -> int:
+    """``run_bot`` once this process holds the state directory's lock."""
+    sup = cfg.supervision
     running = bot_is_running(state_dir)
     if running and netsec.proc_stat(int(running.get("pid") or 0)) is None:
         running = _await_orphan(state_dir, running)

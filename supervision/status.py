@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from infra import statelock
 from infra.cli_args import CliError
 from infra.config_io import config_error_lines, load_config
 from models.config import ConfigError
@@ -45,7 +46,13 @@ def _find_bot(args: argparse.Namespace, cmd: str) -> tuple[Path, dict[str, Any] 
     state_dir = _state_dir(args)
     info = launcher.bot_is_running(state_dir)
     if info is None:
-        print(f"gridbot {cmd}: no gridbot is running (state dir {state_dir})", file=sys.stderr)
+        pid = statelock.holder(state_dir)  # a launcher still starting its tree holds the lock
+        if pid is not None:
+            print(f"gridbot {cmd}: gridbot (pid {pid}) is starting with state dir {state_dir} "
+                  "and not ready yet; try again in a few seconds", file=sys.stderr)
+        else:
+            print(f"gridbot {cmd}: no gridbot is running (state dir {state_dir})",
+                  file=sys.stderr)
     return state_dir, info
 
 
@@ -124,9 +131,12 @@ def status_command(args: argparse.Namespace) -> int:
     as_json = bool(getattr(args, "json", False))
     state_dir, info = _find_bot(args, "status")
     if info is None:
+        pid = statelock.holder(state_dir)
         if as_json:
-            print(json.dumps({"running": False, "state_dir": str(state_dir.resolve())},
-                             indent=1, sort_keys=True))
+            out: dict[str, Any] = {"running": False, "state_dir": str(state_dir.resolve())}
+            if pid is not None:
+                out["starting_pid"] = pid
+            print(json.dumps(out, indent=1, sort_keys=True))
         return EXIT_FAIL
     data = fetch_status(info)
     if data is None:

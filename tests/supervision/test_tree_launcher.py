@@ -125,7 +125,8 @@ def test_corrupt_state_db_refuses_to_start_and_is_untouched(
     assert run.main(["run", "--config", str(_config(tmp_path)), "--state-dir", str(state)]) == 1
     assert "BTCUSDT.db" in capsys.readouterr().err
     assert db.read_bytes() == before
-    assert sorted(p.name for p in state.iterdir()) == ["BTCUSDT.db"]
+    # only the state dir's lock file (taken before the check, kept: unlinking it would race)
+    assert sorted(p.name for p in state.iterdir()) == ["BTCUSDT.db", "bot.lock"]
 
 
 def test_status_json_then_stop_with_mode(bot: Bot) -> None:
