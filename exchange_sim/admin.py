@@ -1,8 +1,8 @@
 """The embedded exchange's admin and fault API, ``/_sim/...`` (loopback clients only).
 
 ``GET status``; ``POST advance {"bars", "ms"}``, ``speed {"speed"}``, ``deposit {"market",
-"asset", "amount", "api_key"?}``, ``save {"path"?}`` and ``fault {...}`` (see
-``exchange_sim.faults``; every fault is logged as FAULT_INJECTED).
+"asset", "amount", "api_key"?}``, ``save {"path"?}`` (a ``.json`` file in the sim's state dir)
+and ``fault {...}`` (see ``exchange_sim.faults``; every fault is logged as FAULT_INJECTED).
 """
 
 from __future__ import annotations
@@ -30,6 +30,23 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return host == "localhost"
+
+
+def save_target(requested: Any, state_file: str | None) -> Path:
+    """Where ``POST /_sim/save`` may write: the configured state file, or a ``.json`` file in
+    its directory (a caller never names a path outside the sim's own state dir)."""
+    if not state_file:
+        raise ApiError(400, -1102, "no state file configured")
+    home = Path(state_file).resolve()
+    if requested in (None, ""):
+        return home
+    if not isinstance(requested, str):
+        raise ApiError(400, -1102, "path must be a string")
+    target = (home.parent / requested).resolve()
+    if target.parent != home.parent or target.suffix != ".json":
+        raise ApiError(403, -1102, f"save path {requested!r} refused: only a .json file in "
+                       f"{home.parent} may be written")
+    return target
 
 
 class AdminApi:
@@ -66,11 +83,9 @@ class AdminApi:
                 eng.deposit(acct, body["asset"], Decimal(str(body["amount"])))
                 return web.json_response({"ok": True})
             if tail == "save" and request.method == "POST":
-                p = body.get("path") or srv.config.state_file
-                if not p:
-                    raise ApiError(400, -1102, "no state file configured")
-                srv.save_state(Path(p))
-                return web.json_response({"saved": p})
+                target = save_target(body.get("path"), srv.config.state_file)
+                srv.save_state(target)
+                return web.json_response({"saved": str(target)})
             return error_response(404, -1, f"unknown admin endpoint {request.method} "
                                   f"/_sim/{tail}", {})
         except ApiError as e:
