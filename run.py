@@ -172,6 +172,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="initial USDT balance (default: the config's sim balances)")
     p.add_argument("--fill-interval", type=ca.kline_interval, default=None, metavar="INTERVAL",
                    help="engine bar interval, e.g. 1m (default: the strategy's base interval)")
+    p.add_argument("--strict", action="store_true",
+                   help="refuse data with conflicting duplicate rows, out-of-order rows or "
+                        "outlier bars in the span (default: warn, keep the first duplicate, "
+                        "sort, keep outliers)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--persist", action="store_true",
                    help="write actor snapshots as live does (about 4x slower)")

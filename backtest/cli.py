@@ -90,6 +90,7 @@ def options_from_args(args: argparse.Namespace) -> BacktestOptions:
     return BacktestOptions(config=cfg, symbols=symbols, market=market, start_ms=start,
                            end_ms=end, out_dir=out, data_dir=data_dir, data_file=data_file,
                            fill_interval=fill_iv, balance=balance,
+                           strict=bool(getattr(args, "strict", False)),
                            persist=bool(getattr(args, "persist", False))
                            and not getattr(args, "no_persist", False), progress=True)
 
@@ -132,6 +133,8 @@ def backtest_command(args: argparse.Namespace) -> int:
         raise CliError(str(e)) from None
     for g in summary.get("gaps", []):
         say(f"data gap: {g}")
+    for d in summary.get("data_issues", []):
+        say(f"data issue: {d}")
     print(json.dumps(summary, default=str), flush=True)
     html = opts.out_dir / "report.html"
     say(f"outputs in {opts.out_dir}" + (f" (open {html})" if html.is_file() else ""))

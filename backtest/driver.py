@@ -217,7 +217,7 @@ def _run_backtest(opts: BacktestOptions, on_step: Callable[[int], None] | None,
     cfg = opts.config
     res = BacktestResult(out_dir=opts.out_dir, start=fmt_ms(opts.start_ms),
                          end=fmt_ms(opts.end_ms))
-    feeds = load_feeds(opts, cfg, res.notes, res.gaps)
+    feeds = load_feeds(opts, cfg, res.notes, res.gaps, res.data_issues)
     engines = make_engines(cfg, opts.market, opts.symbols, opts.balance)
     if on_start is not None:
         on_start()
@@ -253,6 +253,8 @@ def _run_backtest(opts: BacktestOptions, on_step: Callable[[int], None] | None,
     try:
         for g in res.gaps:
             log_event("DATA_GAP", g, level="WARNING")
+        for d in res.data_issues:
+            log_event("DATA_ISSUE", d, level="WARNING")
         for n in res.notes:
             log_event("BACKTEST_NOTE", n)
         if opts.initial_weights:

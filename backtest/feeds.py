@@ -8,6 +8,7 @@ from typing import Any
 
 from backtest.options import BacktestError, BacktestOptions, history_need_ms
 from backtest.venue import SymbolFeed
+from exchange_sim import dataquality as dq
 from exchange_sim import marketdata as md
 from exchange_sim.engine import Engine, FeeSchedule, FillConfig
 from exchange_sim.specs import default_specs
@@ -25,9 +26,10 @@ def check_symbols(symbols: tuple[str, ...], market: Market) -> None:
                                 f"exchange (known: {', '.join(sorted(specs))})")
 
 
-def load_feeds(opts: BacktestOptions, cfg: Config, notes: list[str], gaps: list[str]
-               ) -> dict[str, SymbolFeed]:
-    """Fill bars, base bars and funding per symbol; gaps are reported, never filled."""
+def load_feeds(opts: BacktestOptions, cfg: Config, notes: list[str], gaps: list[str],
+               issues: list[str] | None = None) -> dict[str, SymbolFeed]:
+    """Fill bars, base bars and funding per symbol; gaps are reported, never filled; what data
+    validation found in the replayed span goes to ``issues`` (an error with ``strict``)."""
     base_iv, base_ms = base_interval(cfg)
     fill_iv = opts.fill_interval or base_iv
     fill_ms = INTERVAL_MS[fill_iv]
@@ -41,7 +43,7 @@ def load_feeds(opts: BacktestOptions, cfg: Config, notes: list[str], gaps: list[
     h0 = start - hist - (start - hist) % base_ms
     feeds: dict[str, SymbolFeed] = {}
     for sym in opts.symbols:
-        bars = load_bars(opts, sym, fill_iv, h0, end, start, notes)
+        bars = load_bars(opts, sym, fill_iv, h0, end, start, notes, issues)
         run = bars.slice_time(start, end)
         if not len(run):
             raise BacktestError(f"{opts.market.value} {sym} {fill_iv}: no bars between "
@@ -70,14 +72,32 @@ def load_feeds(opts: BacktestOptions, cfg: Config, notes: list[str], gaps: list[
 
 
 def load_bars(opts: BacktestOptions, sym: str, iv: str, h0: int, end: int, start: int,
-              notes: list[str]) -> md.Bars:
+              notes: list[str], issues: list[str] | None = None) -> md.Bars:
     """``iv`` bars of ``sym`` from ``h0`` (history) to ``end``, from ``--data`` or the data
-    directory; less history than asked is noted, not an error."""
+    directory; less history than asked is noted, not an error. Data issues in the span
+    (``exchange_sim.dataquality``) go to ``issues``; with ``opts.strict`` they are an error."""
+    found: list[md.DataIssue] = []
+    bars = _load_bars(opts, sym, iv, h0, end, start, notes, found)
+    lo = int(bars.open_time[0]) if len(bars) else h0
+    found = dq.in_range(found, lo, end)
+    if found and opts.strict:
+        listed = "; ".join(str(x) for x in found[:10])
+        more = f" (+{len(found) - 10} more)" if len(found) > 10 else ""
+        raise BacktestError(f"{sym}: {len(found)} data issue(s) in the replayed span "
+                            f"(--strict): {listed}{more}")
+    if issues is not None:
+        issues += [str(x) for x in found if str(x) not in issues]
+    return bars
+
+
+def _load_bars(opts: BacktestOptions, sym: str, iv: str, h0: int, end: int, start: int,
+               notes: list[str], found: list[md.DataIssue]) -> md.Bars:
     if opts.data_file is not None:
         if len(opts.symbols) != 1:
             raise BacktestError("a single kline file (--data FILE) replays one symbol only")
         try:
             bars = md.load_kline_csv(opts.data_file, sym, opts.market)
+            found += md.file_issues(opts.data_file)
         except md.DataError as e:
             raise BacktestError(str(e)) from e
         if bars.interval != iv:
@@ -87,7 +107,8 @@ def load_bars(opts: BacktestOptions, sym: str, iv: str, h0: int, end: int, start
             bars = bars.resample(iv)
         return bars.slice_time(h0, end)
     try:
-        return md.load_klines(sym, opts.market, iv, h0, end, data_dir=opts.data_dir)
+        return md.load_klines(sym, opts.market, iv, h0, end, data_dir=opts.data_dir,
+                              issues=found)
     except md.DataError as first:
         # less history than wanted: start where the data covering the run begins
         lo = start
@@ -98,7 +119,8 @@ def load_bars(opts: BacktestOptions, sym: str, iv: str, h0: int, end: int, start
         except md.DataError:
             pass
         try:
-            bars = md.load_klines(sym, opts.market, iv, lo, end, data_dir=opts.data_dir)
+            bars = md.load_klines(sym, opts.market, iv, lo, end, data_dir=opts.data_dir,
+                                  issues=found)
         except md.DataError as e:  # names the requested range itself, not range + history
             raise BacktestError(str(e)) from first
         notes.append(f"{sym}: {iv} history only from {fmt_ms(lo)} in the data")

@@ -56,6 +56,9 @@ class BacktestOptions:
     #: render the JSON log in a child process (``infra.log_writer``) on the other core;
     #: False: in this process (same lines either way)
     offload_log: bool = True
+    #: data issues (conflicting duplicates, out-of-order rows, outlier bars) in the replayed
+    #: span are an error instead of a warning
+    strict: bool = False
 
 
 @dataclass
@@ -71,6 +74,8 @@ class BacktestResult:
     equity: list[dict[str, Any]] = field(default_factory=list)
     fills_log: list[dict[str, Any]] = field(default_factory=list)
     gaps: list[str] = field(default_factory=list)
+    #: what data validation found in the replayed span (``exchange_sim.dataquality``)
+    data_issues: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     actor_errors: list[str] = field(default_factory=list)
     final_equity: str = ""
@@ -90,7 +95,8 @@ class BacktestResult:
             "msgs_per_s": round(self.messages / self.wall_s, 1) if self.wall_s else None,
             "orders": self.orders, "fills": self.fills, "trades": len(self.trades),
             "initial_equity": self.initial_equity, "final_equity": self.final_equity,
-            "gaps": self.gaps, "notes": self.notes, "actor_errors": self.actor_errors,
+            "gaps": self.gaps, "data_issues": self.data_issues, "notes": self.notes,
+            "actor_errors": self.actor_errors,
             "out_dir": str(self.out_dir) if self.out_dir else None,
         }
 

@@ -35,6 +35,8 @@ def write_report(out: Path, opts: BacktestOptions, res: BacktestResult,
             "weights": dict(opts.config.portfolio.weights),
             "start": fmt_ms(opts.start_ms), "end": fmt_ms(opts.end_ms),
             "source": "backtest"}
+    if res.data_issues:
+        meta["data_issues"] = list(res.data_issues)
     log = out / "gridbot.jsonl"
     events: Any = collector
     if events is None:

@@ -56,6 +56,7 @@ def run_walk_forward(opts: BacktestOptions, spec: str) -> dict[str, Any]:
     curves: list[list[tuple[int, float]]] = []
     events: list[dict[str, Any]] = []
     gaps: list[str] = []
+    data_issues: list[str] = []
     errors: list[str] = []
     initial = None
     for w in folds:
@@ -77,6 +78,7 @@ def run_walk_forward(opts: BacktestOptions, spec: str) -> dict[str, Any]:
         curves.append([(int(e["ts_ms"]), float(e["equity"])) for e in res.equity])
         events += [e for e in res.trades] + res.fills_log
         gaps += res.gaps
+        data_issues += [d for d in res.data_issues if d not in data_issues]
         errors += res.actor_errors
     chained = chain_equity(curves, initial or 0.0)
     peak = 0.0
@@ -94,6 +96,7 @@ def run_walk_forward(opts: BacktestOptions, spec: str) -> dict[str, Any]:
                "walk_forward": {"train_days": train_days, "test_days": test_days},
                "folds": rows, "trades": len(trades), "initial_equity": initial,
                "final_equity": chained[-1][1] if chained else initial, "gaps": gaps,
+               "data_issues": data_issues,
                "actor_errors": errors, "out_dir": str(out)}
     (out / "walkforward.json").write_text(json.dumps(summary, indent=2, default=str))
     if opts.report:

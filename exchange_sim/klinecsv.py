@@ -9,15 +9,19 @@ read-only so the cached copies can be shared safely.
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
+import json
 import os
+import re
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
+from exchange_sim import dataquality as dq
 from exchange_sim.bars import Bars, DataError, interval_ms_of, readonly
 from models.enums import Market
 from models.timeframes import INTERVAL_MS, fmt_ms
@@ -149,33 +153,39 @@ def _disk_cache_file(path_s: str, mtime_ns: int, size: int, with_volume: bool) -
     d = _disk_cache_dir()
     if d is None:
         return None
-    key = f"{path_s}|{mtime_ns}|{size}|{int(with_volume)}|v1".encode()
+    key = f"{path_s}|{mtime_ns}|{size}|{int(with_volume)}|v2".encode()
     return d / "klines" / f"{hashlib.sha1(key).hexdigest()}.npy"  # noqa: S324 - a cache key
 
 
 @lru_cache(maxsize=256)
 def parse_ohlc_cached(path_s: str, mtime_ns: int, size: int, with_volume: bool) -> tuple:
     """``_parse_ohlc`` through two caches: this process's (LRU) and a disk cache of the parsed
-    columns keyed by the file's path, mtime and size (a changed file is parsed afresh; an
-    unreadable or unwritable cache is ignored)."""
+    columns and issues keyed by the file's path, mtime and size (a changed file is parsed
+    afresh; an unreadable or unwritable cache is ignored). Returns the six columns and the
+    file's ``DataIssue`` tuple."""
     cf = _disk_cache_file(path_s, mtime_ns, size, with_volume)
     if cf is not None:
         try:
             arr = np.load(cf, allow_pickle=False)
+            found = _load_issues(cf.with_suffix(".issues.json"))
             if arr.ndim == 2 and arr.shape[0] == 6 and arr.dtype == np.float64:
                 ot = arr[0].astype(np.int64)
                 if np.array_equal(ot, arr[0]):
                     return (readonly(ot),) + tuple(readonly(np.ascontiguousarray(c))
-                                                    for c in arr[1:])
-        except (OSError, ValueError):
+                                                    for c in arr[1:]) + (found,)
+        except (OSError, ValueError, KeyError, TypeError):
             pass
     cols = _parse_ohlc(path_s, with_volume)
     if cf is not None:
         try:
             cf.parent.mkdir(parents=True, exist_ok=True)
+            side = cf.with_suffix(".issues.json")
+            tmp = side.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps([dataclasses.asdict(x) for x in cols[6]]))
+            os.replace(tmp, side)  # before the columns: a cached .npy always has its issues
             tmp = cf.with_suffix(f".{os.getpid()}.tmp")
             with open(tmp, "wb") as fh:
-                np.save(fh, np.vstack([c.astype(np.float64) for c in cols]),
+                np.save(fh, np.vstack([c.astype(np.float64) for c in cols[:6]]),
                         allow_pickle=False)
             os.replace(tmp, cf)
         except OSError:
@@ -183,22 +193,45 @@ def parse_ohlc_cached(path_s: str, mtime_ns: int, size: int, with_volume: bool) 
     return cols
 
 
+def _load_issues(path: Path) -> tuple[dq.DataIssue, ...]:
+    """A disk-cached file's issues (``OSError`` when missing: the file is parsed again)."""
+    return tuple(dq.DataIssue(**d) for d in json.loads(path.read_text()))
+
+
 def _parse_ohlc(path_s: str, with_volume: bool) -> tuple:
+    """The columns of a kline/mark file, sorted with unique open times, and its
+    ``DataIssue``s (``exchange_sim.dataquality``) as a 7th element."""
     path = Path(path_s)
     ncols_needed = 6 if with_volume else 5
     arr, _ncols, first_line_no = _parse_numeric_csv(path, ncols_needed)
     _check_rows(path, arr, first_line_no, 4)
     ot = normalise_times(arr[:, 0])
+    raw_ot = ot
+    row = np.arange(len(ot))
+    issues = dq.row_issues(path_s, raw_ot, arr, row)
     order = np.argsort(ot, kind="stable")
     if not np.all(order[1:] > order[:-1]):  # not already sorted
         ot = ot[order]
         arr = arr[order]
+        row = row[order]
     keep = np.r_[True, ot[1:] != ot[:-1]]
     if not keep.all():
-        ot, arr = ot[keep], arr[keep]
+        ot, arr, row = ot[keep], arr[keep], row[keep]
+    issues += dq.outlier_issues(path_s, ot, arr[:, 2], arr[:, 3], arr[:, 4], row)
+    if issues:  # row indices -> line numbers (blank lines count; the parser skipped them)
+        lines = read_text(path).splitlines()[first_line_no - 1:]
+        nonblank = np.array([first_line_no + k for k, ln in enumerate(lines) if ln.strip()])
+        issues = [dataclasses.replace(x, line=int(nonblank[x.line])) for x in issues]
+        issues = [dataclasses.replace(x, detail=_relines(x.detail, nonblank),
+                                      action=_relines(x.action, nonblank)) for x in issues]
     vol = arr[:, 5] if with_volume else np.zeros(len(arr))
     cols = (ot, arr[:, 1], arr[:, 2], arr[:, 3], arr[:, 4], vol)
-    return tuple(readonly(np.ascontiguousarray(c)) for c in cols)
+    return tuple(readonly(np.ascontiguousarray(c)) for c in cols) + (tuple(issues),)
+
+
+def _relines(detail: str, nonblank: np.ndarray) -> str:
+    """``line N`` (a row index) in an issue's text -> the file's line number."""
+    return re.sub(r"line (\d+)", lambda m: f"line {int(nonblank[int(m.group(1))])}", detail)
 
 
 def stat_key(path: Path) -> tuple[str, int, int]:
@@ -239,7 +272,7 @@ def load_kline_csv(
     not; open_time in ms or µs). The interval is inferred from the median spacing when not
     given. Raises ``DataError`` naming the file (and line) when it is malformed."""
     path = Path(path)
-    ot, o, h, lo, c, v = parse_ohlc_cached(*stat_key(path), True)
+    ot, o, h, lo, c, v, _issues = parse_ohlc_cached(*stat_key(path), True)
     if interval is None:
         interval = _infer_interval(path, ot)
     else:
@@ -247,6 +280,10 @@ def load_kline_csv(
     check_alignment(path, ot, interval)
     return Bars(symbol, market, interval, ot, o, h, lo, c, v)
 
+
+def file_issues(path: Path | str) -> tuple[dq.DataIssue, ...]:
+    """What validation found in a kline file (``exchange_sim.dataquality``); cached."""
+    return parse_ohlc_cached(*stat_key(Path(path)), True)[6]
 
 
 

@@ -86,6 +86,7 @@ def _load_bars(cfg: SimConfig, markets: tuple[str, ...] | list[str],
             for sym in cfg.symbols:
                 out[(m, sym)] = md.load_kline_csv(Path(cfg.data_file), sym, m, cfg.interval)
         notes.append(f"replaying {cfg.data_file}")
+        notes += [f"data issue: {x}" for x in md.file_issues(Path(cfg.data_file))]
         return out
     data_dir = Path(cfg.data_dir) if cfg.data_dir else md.default_data_dir()
     if cfg.scenario or data_dir is None:
@@ -105,7 +106,10 @@ def _load_bars(cfg: SimConfig, markets: tuple[str, ...] | list[str],
         return out
     for m in markets:
         for sym in cfg.symbols:
-            out[(m, sym)] = md.load_klines(sym, m, cfg.interval, data_dir=data_dir)
+            found: list[md.DataIssue] = []
+            out[(m, sym)] = md.load_klines(sym, m, cfg.interval, data_dir=data_dir,
+                                           issues=found)
+            notes += [f"data issue: {x}" for x in found]
     notes.append(f"replaying {cfg.interval} klines from {data_dir}")
     return out
 

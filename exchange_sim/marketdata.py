@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from exchange_sim import dataquality as dq
 from exchange_sim.bars import (
     KLINE_HEADER,
     Bars,
@@ -41,9 +42,11 @@ from exchange_sim.bars import (
     interval_ms_of,
     market_of,
 )
+from exchange_sim.dataquality import DataIssue
 from exchange_sim.klinecsv import (
     CSV_SUFFIXES,
     check_alignment,
+    file_issues,
     load_kline_csv,
     parse_funding_cached,
     parse_ohlc_cached,
@@ -162,6 +165,7 @@ def load_klines(
     end_ms: int | None = None,
     data_dir: Path | None = None,
     allow_gaps: bool = True,
+    issues: list[DataIssue] | None = None,
 ) -> Bars:
     """Bars of ``symbol`` on ``market`` with open time in ``[start_ms, end_ms)``.
 
@@ -170,7 +174,9 @@ def load_klines(
     the finest interval that divides it and covers the range is resampled (without a range: the
     finer one spanning the most time). Raises ``DataError`` when there is no data, when no
     candidate's files cover the range in one span (the message lists the coverage), or when
-    ``allow_gaps`` is False and the result has missing bars (the message lists them)."""
+    ``allow_gaps`` is False and the result has missing bars (the message lists them).
+    ``issues``, when given, receives what validation found in the files read, in the range
+    (``exchange_sim.dataquality``)."""
     symbol = symbol.upper()
     mk = market_of(market)
     target_ms = interval_ms_of(interval)
@@ -223,6 +229,9 @@ def load_klines(
                 f"{what}: requested range {rng} is not covered by the data; available: {avail}"
             )
     bars, _segs = load(src_iv)
+    if issues is not None:
+        for f in by_iv[src_iv]:
+            issues += dq.in_range(file_issues(f), start_ms, end_ms)
     out = bars.slice_time(start_ms, end_ms)
     if src_iv != interval:
         # resample from bucket-aligned edges so partial buckets at the ends are dropped
@@ -251,7 +260,7 @@ def _merged_mark(keys: tuple[tuple[str, int, int], ...], symbol: str) -> Bars:
     parts = []
     for k in keys:
         path = Path(k[0])
-        ot, o, h, lo, c, v = parse_ohlc_cached(*k, False)
+        ot, o, h, lo, c, v, _issues = parse_ohlc_cached(*k, False)
         check_alignment(path, ot, "1h")
         parts.append(Bars(symbol, Market.FUTURES, "1h", ot, o, h, lo, c, v))
     return concat_bars(parts)
@@ -338,5 +347,6 @@ def _inv(kind: str, market: str, symbol: str, interval: str, bars: Bars, files: 
 
 __all__ = [
     "Bars", "DataError", "Gap", "available", "concat_bars", "coverage",
-    "default_data_dir", "load_funding", "load_kline_csv", "load_klines", "load_mark",
+    "DataIssue", "default_data_dir", "file_issues", "load_funding", "load_kline_csv",
+    "load_klines", "load_mark",
 ]

@@ -362,7 +362,10 @@ class SimServer:
         if cfg.state_file:
             self._tasks.append(asyncio.create_task(self._autosave()))
         for n in self.notes:
-            log_event("SIM_NOTE", f"sim: {n}", note=n)
+            if n.startswith("data issue: "):
+                log_event("DATA_ISSUE", f"sim: {n}", level="WARNING", note=n)
+            else:
+                log_event("SIM_NOTE", f"sim: {n}", note=n)
         first, last = self.replay_span()
         log_event("SIM_LISTENING", f"sim listening on {base}: {self.describe()}", url=base,
                   markets=list(self.markets), symbols=list(cfg.symbols),

@@ -233,6 +233,7 @@ def analyse(events: Iterable[Mapping[str, Any]] | ReportCollector, *,
     names = sorted(syms)
     weights, wsource = _weights(names, meta, col.weights)
     warnings: list[str] = list(col.warnings)
+    warnings += [f"data: {d}" for d in meta.get("data_issues") or ()]
 
     # per symbol
     per_sym: dict[str, Any] = {}

@@ -383,7 +383,8 @@ def _run_details(report: Mapping[str, Any], quote: str) -> list[tuple[str, str]]
         rows.append(("Capital weights", f"{weights} ({WEIGHT_SOURCES.get(src, src)})"))
     rows.append(("Period", f"{fmt_date(g.get('start_ms'))} → {fmt_date(g.get('end_ms'))} UTC"))
     rows.append(("Log events read", fmt_int(g.get("events"))))
-    shown = {"source", "strategy", "market", "initial_equity", "weights", "start", "end"}
+    shown = {"source", "strategy", "market", "initial_equity", "weights", "start", "end",
+             "data_issues"}
     for k, v in meta.items():
         if k not in shown:
             rows.append((k.replace("_", " ").capitalize(),
