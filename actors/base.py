@@ -33,6 +33,7 @@ from infra.store import Mirror, StateStore
 from models.config import Config, config_from_json
 from models.messages import (
     ActorReady,
+    ActorStartFailed,
     Heartbeat,
     HeartbeatAck,
     Message,
@@ -71,6 +72,8 @@ class GridActor(ActorTypeDispatcher):
         self.symbol = ""
         self.config: Config | None = None
         self.store: StateStore | None = None
+        self.state_dir_path = Path(".")
+        self.wind_down_only = False
         self.peers: dict[str, ActorAddress] = {}
         self.parent: ActorAddress | None = None
         self.restart_count = 0
@@ -97,14 +100,38 @@ class GridActor(ActorTypeDispatcher):
         self.config = config_from_json(msg.config_json)
         if self.multiprocess:
             configure_actor_logging(self.config.logging.level)
-        self.store = self.open_store(Path(msg.state_dir))
-        snap = self.store.load_snapshot(self.actor_name)
-        self.restore(snap[1] if snap else None)
+        self.state_dir_path = Path(msg.state_dir)
+        self.wind_down_only = msg.wind_down_only
+        if not msg.wind_down_only:  # a wind-down gateway needs no state (the store may be bad)
+            try:
+                self.store = self.open_store(self.state_dir_path)
+                snap = self.store.load_snapshot(self.actor_name)
+                self.restore(snap[1] if snap else None)
+            except Exception as e:
+                self._start_failed(sender, f"cannot restore from the state store: "
+                                   f"{type(e).__name__}: {e}")
+                return
         self.on_start()
         self.restore_ms = (time.perf_counter() - t0) * 1000.0
         self.started = True
         self.send(sender, ActorReady(symbol=self.symbol, actor_name=self.actor_name,
                                      restore_ms=self.restore_ms, pid=os.getpid()))
+
+    def _start_failed(self, sender: ActorAddress, reason: str) -> None:
+        """A start that cannot succeed: drop the store untouched (nothing may be written over
+        the state that failed to load) and tell the supervisor at once, which removes this
+        actor and counts the failure, instead of waiting out the start timeout. In one
+        process (backtest) it raises."""
+        if self.store is not None:
+            try:
+                self.store.close()
+            except Exception:  # noqa: BLE001 - the store is already unusable
+                pass
+            self.store = None
+        if not self.multiprocess:
+            raise RuntimeError(f"{self.symbol} {self.actor_name} could not start: {reason}")
+        self.send(sender, ActorStartFailed(symbol=self.symbol, actor_name=self.actor_name,
+                                           reason=reason, pid=os.getpid()))
 
     def receiveMsg_Wire(self, msg: Wire, sender: ActorAddress) -> None:
         """Learn peer addresses by role."""
@@ -131,6 +158,8 @@ class GridActor(ActorTypeDispatcher):
                 self.on_stop()
                 self.store.close()
                 self.store = None
+            elif self.wind_down_only and self.started:
+                self.on_stop()  # nothing to persist; stop the worker threads
         finally:
             if self.multiprocess:
                 logger.complete()

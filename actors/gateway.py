@@ -35,6 +35,7 @@ from infra.config_io import load_credentials
 from infra.logs import log_event
 from models import messages as m
 from models.backoff import Backoff
+from models.client_ids import client_order_id
 from models.enums import Market, Venue
 from models.sequencer import ReorderBuffer
 
@@ -98,6 +99,8 @@ class GatewayActor(GridActor):
         self._worker = ThreadPoolExecutor(1, thread_name_prefix=f"gw-{self.symbol}")
 
     def on_wired(self) -> None:
+        if self.wind_down_only:
+            return  # REST only: no streams, no reconciliation
         if self._streams is None and self._worker is not None:
             self._worker.submit(self._boot_until_up)
 
@@ -248,6 +251,10 @@ class GatewayActor(GridActor):
     def receiveMsg_RequestHistory(self, msg: m.RequestHistory, sender: ActorAddress) -> None:
         self._submit(self._do_history, msg)
 
+    def receiveMsg_WindDownSymbol(self, msg: m.WindDownSymbol, sender: ActorAddress) -> None:
+        """The symbol gave up: cancel its orders (and flatten), answer ``SymbolWoundDown``."""
+        self._submit(self._do_wind_down, msg)
+
     # -- worker-thread bodies -------------------------------------------------------------------
     def _do_send(self, msg: m.SendOrder) -> None:
         for ev in gateway_ops.send_order(self._client, self.market, msg):
@@ -286,6 +293,13 @@ class GatewayActor(GridActor):
                     self._emit(ev)
                 return
             self._stopping.wait(RECONCILE_RETRY_S)
+
+    def _do_wind_down(self, msg: m.WindDownSymbol) -> None:
+        assert self.config is not None
+        cid = client_order_id(self.config.oms.client_id_prefix, self.symbol, "winddown",
+                              msg.generation)
+        self._emit(gateway_ops.wind_down(self._client, self.market, self.symbol, msg, cid,
+                                         self._stopping))
 
     def _do_history(self, msg: m.RequestHistory) -> None:
         loaded = gateway_ops.history(self._client, self.symbol, msg)

@@ -18,8 +18,10 @@ Events carry the command's ``correlation_id`` (or its ``msg_id``) for tracing.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 import msgspec
@@ -36,7 +38,7 @@ from infra.logs import log_event
 from models import binance_parse as bp
 from models import messages as m
 from models.backoff import Backoff
-from models.enums import Market
+from models.enums import Market, OrderType, Side
 from models.timeframes import INTERVAL_MS
 
 NOT_SENT_CODE = -1003
@@ -318,3 +320,65 @@ def reconciliation(client: VenueClient, market: Market, symbol: str, since_trade
             continue
         return [snap, *account_events(client, market, symbol)]
     return []
+
+
+# --------------------------------------------------------------------------------------------
+# Wind-down of a symbol that gave up
+# --------------------------------------------------------------------------------------------
+WIND_DOWN_ATTEMPTS = 3
+WIND_DOWN_SETTLE_S = 10.0
+
+
+def wind_down(client: VenueClient, market: Market, symbol: str, msg: m.WindDownSymbol,
+              cid: str, stopping: threading.Event, settle_s: float = WIND_DOWN_SETTLE_S
+              ) -> m.SymbolWoundDown:
+    """Cancel every open order of ``symbol``; with ``msg.mode`` flatten on futures, close the
+    position with a reduce-only MARKET order ``cid`` and wait up to ``settle_s`` for the
+    exchange to show it flat. Every step is retried a few times and read back from the
+    exchange; nothing raises. A spot holding is never sold (it may be the owner's own coins;
+    the amount is reported)."""
+    notes: list[str] = []
+
+    def attempt(what: str, fn: Callable[[], Any]) -> tuple[bool, Any]:
+        for k in range(WIND_DOWN_ATTEMPTS):
+            try:
+                return True, fn()
+            except VenueError as e:
+                notes.append(f"{what} failed ({type(e).__name__}: {e})")
+                if stopping.wait(min(2.0, 0.5 * (k + 1))):
+                    break
+        return False, None
+
+    attempt("time sync", client.sync_time)
+    cancelled, _ = attempt("cancel all", lambda: client.cancel_all(symbol))
+    ok, pos = attempt("position", lambda: client.position(symbol))
+    before = Decimal(pos["qty"]) if ok else Decimal(0)
+    after = before
+    if not ok:
+        notes.append("position unknown")
+    if ok and market is Market.FUTURES and msg.mode == "flatten" and before != 0:
+        side = Side.SELL if before > 0 else Side.BUY
+        try:
+            client.place_order(symbol, cid, side, OrderType.MARKET, abs(before), None, None,
+                               reduce_only=True)
+            notes.append(f"reduce-only MARKET {side.value} {abs(before)} sent as {cid}")
+        except OrderRejectedError as e:
+            notes.append(f"flatten order {cid} rejected ({e.code}: {e.msg})")
+        except (UnknownOutcomeError, VenueError) as e:
+            notes.append(f"flatten order {cid}: {type(e).__name__}: {e}; reading the position")
+        deadline = time.monotonic() + settle_s
+        while True:
+            ok, pos = attempt("position", lambda: client.position(symbol))
+            if ok:
+                after = Decimal(pos["qty"])
+            if (ok and after == 0) or time.monotonic() >= deadline or stopping.wait(0.25):
+                break
+    elif market is Market.SPOT and before != 0:
+        notes.append(f"spot holding of {before} left in the account (never sold by a wind-down)")
+    elif msg.mode != "flatten" and before != 0:
+        notes.append(f"position {before} left open (give_up_mode {msg.mode})")
+    ok, rows = attempt("open orders", lambda: client.open_orders(symbol))
+    left = len(rows) if ok else -1
+    return m.SymbolWoundDown(symbol=symbol, orders_cancelled=cancelled and left == 0,
+                             open_orders_left=left, position_before=before,
+                             position_after=after, detail="; ".join(notes))

@@ -25,4 +25,5 @@ ROUTES: dict[type, tuple[str, ...]] = {
     m.SymbolFiltersLoaded: ("risk", "strategy", "order"),
     m.AccountReported: ("portfolio",), m.VenueBanned: ("portfolio",),
     m.BalanceUpdated: (), m.TimeSynced: (), m.StreamDisconnected: (), m.RateLimited: (),
+    m.SymbolWoundDown: ("supervisor",),
 }

@@ -100,6 +100,9 @@ class SupervisionConfig(msgspec.Struct, **_STRUCT):
     heartbeat_timeout_s: float = 10.0
     status_interval_s: float = 60.0
     shutdown_mode: Literal["flatten", "cancel-only", "leave"] = "flatten"
+    #: what happens to a symbol that exhausts its restarts: its open orders are always
+    #: cancelled; ``flatten`` also closes its futures position, ``leave`` keeps it
+    give_up_mode: Literal["flatten", "leave"] = "flatten"
     shutdown_timeout_s: float = 30.0
     admin_port: int = 0
     bind_host: str = "127.0.0.1"

@@ -639,6 +639,8 @@ class StartActor(Message, frozen=True, kw_only=True):
     config_json: bytes
     state_dir: str
     restart_count: int = 0
+    #: a gateway started only to wind a stopped symbol down: no store, no streams
+    wind_down_only: bool = False
 
 
 class Wire(Message, frozen=True, kw_only=True):
@@ -652,6 +654,14 @@ class ActorReady(Message, frozen=True, kw_only=True):
 
     actor_name: str
     restore_ms: float = 0.0
+    pid: int = 0
+
+
+class ActorStartFailed(Message, frozen=True, kw_only=True):
+    """A child cannot start (e.g. its state cannot be restored): remove it, count a failure."""
+
+    actor_name: str
+    reason: str
     pid: int = 0
 
 
@@ -683,6 +693,26 @@ class SymbolStopped(Message, frozen=True, kw_only=True):
     """A symbol's tree exceeded its restart intensity and stopped."""
 
     reason: str
+
+
+class WindDownSymbol(Message, frozen=True, kw_only=True):
+    """Supervisor → a fresh gateway of a symbol that gave up: cancel every open order and,
+    with ``mode`` flatten, close the futures position with a reduce-only MARKET order whose
+    client id is derived from ``generation`` (deterministic: a retry cannot close twice)."""
+
+    mode: str = "flatten"
+    generation: int = 0
+    reason: str = ""
+
+
+class SymbolWoundDown(Message, frozen=True, kw_only=True):
+    """Gateway → supervisor: what the wind-down did, read back from the exchange."""
+
+    orders_cancelled: bool
+    open_orders_left: int
+    position_before: Decimal
+    position_after: Decimal
+    detail: str = ""
 
 
 class StopTrading(Message, frozen=True, kw_only=True):
@@ -722,7 +752,8 @@ AnyMessage = Union[  # noqa: UP007 - msgspec needs a runtime Union of the tagged
     ReserveExposure, ReleaseExposure, ExposureReserved, ExposureDenied, PositionReported,
     EquityUpdated, DrawdownLevelChanged, TradingStateChanged, HaltTrading, ResumeTrading,
     TradeClosed, StrategyValuesComputed,
-    StartActor, Wire, ActorReady, Heartbeat, HeartbeatAck, ActorRestarted, SymbolStopped,
+    StartActor, Wire, ActorReady, ActorStartFailed, Heartbeat, HeartbeatAck, ActorRestarted, SymbolStopped,
+    WindDownSymbol, SymbolWoundDown,
     StopTrading, TradingStopped, StatusRequested, StatusReported,
 ]
 

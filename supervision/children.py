@@ -37,6 +37,7 @@ from actors.base import pack_address
 from infra.logs import configure_actor_logging, log_event
 from models.messages import (
     ActorReady,
+    ActorStartFailed,
     Heartbeat,
     HeartbeatAck,
     StartActor,
@@ -271,6 +272,15 @@ class Supervisor(ActorTypeDispatcher):
         child.restore_ms = msg.restore_ms
         self.hb.track(child.name, now_s())
         self.on_child_ready(child, msg)
+
+    def receiveMsg_ActorStartFailed(self, msg: ActorStartFailed, sender: ActorAddress) -> None:
+        child = self._find(sender)
+        if child is None or child.state != ChildState.STARTING:
+            return
+        child.pid = msg.pid
+        log("ACTOR_START_FAILED", f"{child.name} could not start: {msg.reason}", level="ERROR",
+            symbol=self.symbol, actor=child.name, reason=msg.reason, actor_pid=msg.pid)
+        self._kill(child, f"start failed: {msg.reason}")
 
     def receiveMsg_HeartbeatAck(self, msg: HeartbeatAck, sender: ActorAddress) -> None:
         child = self._find(sender)

@@ -470,6 +470,7 @@ def _run_until_stopped(asys: Any, root: Any, cfg: Config, state_dir: Path, sigs:
     next_ping = t0 + 5.0
     misses = 0
     code = EXIT_OK
+    failed: set[str] = set()  # symbols that gave up: the exit code says so
     while sigs.count == 0:
         time.sleep(0.1)
         now = time.monotonic()
@@ -482,7 +483,17 @@ def _run_until_stopped(asys: Any, root: Any, cfg: Config, state_dir: Path, sigs:
             break
         if now >= next_ping:
             next_ping = now + 5.0
-            misses = 0 if ping_root(asys, root) is not None else misses + 1
+            pong = ping_root(asys, root)
+            misses = 0 if pong is not None else misses + 1
+            if pong is not None:
+                gone = sorted(s for s, st in pong.symbols.items() if st == "stopped")
+                if gone and len(gone) == len(pong.symbols):
+                    log_event("NO_SYMBOL_TRADING", f"every symbol has stopped ({', '.join(gone)})"
+                              ": shutting down with exit code 1", level="CRITICAL",
+                              symbols=gone)
+                    failed.update(gone)
+                    break
+                failed.update(gone)
             if misses >= 3:
                 log_event("ROOT_LOST", "root supervisor stopped answering; shutting down",
                           level="CRITICAL")
@@ -501,4 +512,9 @@ def _run_until_stopped(asys: Any, root: Any, cfg: Config, state_dir: Path, sigs:
     if not ok:
         log_event("SHUTDOWN_INCOMPLETE", "not every symbol confirmed TradingStopped in time",
                   level="WARNING")
+    if failed and code == EXIT_OK:
+        log_event("EXIT_SYMBOLS_FAILED", f"exit code 1: {', '.join(sorted(failed))} stopped "
+                  "trading during the run (see SYMBOL_STOPPED)", level="ERROR",
+                  symbols=sorted(failed))
+        code = EXIT_FAIL
     return code

@@ -3,8 +3,10 @@
 It starts the children one at a time in spec order, waiting for each ``ActorReady``, then wires
 them (``Wire`` with every peer's address) and tells the root (``TreeWired``). A failed child is
 restarted with everything started after it (rest_for_one) after the policy's backoff; past the
-restart intensity the tree gives up: it stops every child and cancels the symbol's open orders
-through a fresh gateway (``CancelAllOrders``), then reports ``SymbolStopped``. ``StopTrading``
+restart intensity the tree gives up: it stops every child and winds the symbol down through a
+fresh, store-less gateway (``WindDownSymbol``: cancel every open order and, with
+``give_up_mode`` flatten, close the futures position reduce-only), logs SYMBOL_STOPPED at
+CRITICAL with what it left at the exchange, then reports ``SymbolStopped``. ``StopTrading``
 reaches every child (the order actor answers ``TradingStopped``, which goes back up).
 Child management and failure detection are ``supervision.children``.
 """
@@ -12,6 +14,7 @@ Child management and failure detection are ``supervision.children``.
 from __future__ import annotations
 
 import os
+import time
 from decimal import Decimal
 from typing import Any
 
@@ -20,11 +23,12 @@ from thespian.actors import ActorAddress
 from models.messages import (
     ActorReady,
     ActorRestarted,
-    CancelAllOrders,
     StartActor,
     StopTrading,
     SymbolStopped,
+    SymbolWoundDown,
     TradingStopped,
+    WindDownSymbol,
     Wire,
 )
 from supervision.children import Child, Supervisor, log, now_s, pack
@@ -39,6 +43,21 @@ from supervision.policy import (
     tree_transition,
 )
 from supervision.tree import StartSymbolTree, TreeWired, UpdatePeers
+
+
+def wind_down_summary(msg: SymbolWoundDown, mode: str) -> str:
+    """One line for SYMBOL_STOPPED: what the wind-down left at the exchange."""
+    orders = ("open orders cancelled" if msg.orders_cancelled else
+              f"{msg.open_orders_left} open order(s) left" if msg.open_orders_left >= 0 else
+              "open orders unknown")
+    if msg.position_after == 0 and msg.position_before != 0:
+        pos = f"position {msg.position_before} closed"
+    elif msg.position_after == 0:
+        pos = "no position"
+    else:
+        pos = f"position {msg.position_after} LEFT OPEN"
+    detail = f" ({msg.detail})" if msg.detail else ""
+    return f"wind-down ({mode}): {orders}, {pos}{detail}"
 
 
 class SymbolSupervisor(Supervisor):
@@ -88,7 +107,7 @@ class SymbolSupervisor(Supervisor):
     def start_message(self, child: Child) -> Any:
         return StartActor(symbol=self.symbol, actor_name=child.name,
                           config_json=self.config_json, state_dir=self.state_dir,
-                          restart_count=child.restarts)
+                          restart_count=child.restarts, wind_down_only=child is self.cleanup)
 
     def _start_next(self) -> None:
         while self.start_queue:
@@ -156,8 +175,8 @@ class SymbolSupervisor(Supervisor):
     # -- failures -------------------------------------------------------------------------------
     def on_child_failed(self, child: Child, reason: str) -> None:
         if child is self.cleanup:
-            self._finish_stop("could not run a gateway to cancel the open orders "
-                              f"({reason}): cancel them manually")
+            self._finish_stop("could not run a gateway to wind the symbol down "
+                              f"({reason}): cancel its orders and close its position manually")
             return
         if self.tree_state in (TreeState.GIVING_UP, TreeState.STOPPED):
             self._maybe_finish_giving_up()
@@ -191,7 +210,8 @@ class SymbolSupervisor(Supervisor):
 
     def on_child_stopped(self, child: Child) -> None:
         if child is self.cleanup:
-            self._finish_stop(self.stop_detail or "cancel of open orders requested")
+            self._finish_stop(self.stop_detail or "the wind-down gateway stopped before it "
+                              "answered: check open orders and the position manually")
         elif self.tree_state == TreeState.RESTARTING:
             self._maybe_restart()
         elif self.tree_state == TreeState.GIVING_UP:
@@ -202,6 +222,12 @@ class SymbolSupervisor(Supervisor):
             self._maybe_restart()
         elif payload[0] == "stop-timeout" and payload[1] == self.stop_token:
             self._reply_stopped(timed_out=True)
+        elif payload[0] == "wind-down-timeout" and self.cleanup is not None \
+                and self.tree_state == TreeState.GIVING_UP and not self.stop_detail:
+            self.stop_detail = (f"no answer from the wind-down gateway within "
+                                f"{self.wind_down_timeout_s():g}s: check open orders and the "
+                                "position manually")
+            self._stop(self.cleanup)
 
     def after_tick(self, now: float) -> None:
         if self.tree_state == TreeState.RESTARTING:
@@ -246,21 +272,31 @@ class SymbolSupervisor(Supervisor):
         self.cleanup = Child(spec=gw.spec, starts=gw.starts)
         self._create(self.cleanup)
 
+    def wind_down_timeout_s(self) -> float:
+        """How long the wind-down gateway may take (time sync, cancels, flatten, read-back)."""
+        return max(60.0, 2 * self.settings.shutdown_timeout_s)
+
     def _cleanup_ready(self, child: Child) -> None:
         assert child.addr is not None
         self.send(child.addr, Wire(symbol=self.symbol, peers={
             **self.extra_peers, "supervisor": pack(self.myAddress)}))
-        self.send(child.addr, CancelAllOrders(symbol=self.symbol,
-                                              reason=f"symbol stopped: {self.give_up_reason}"))
-        self.stop_detail = "CancelAllOrders sent through a fresh gateway"
-        self._stop(child)
+        self.send(child.addr, WindDownSymbol(
+            symbol=self.symbol, mode=self.settings.give_up_mode,
+            generation=int(time.time()), reason=f"symbol stopped: {self.give_up_reason}"))
+        self.wakeupAfter(self.wind_down_timeout_s(), payload=("wind-down-timeout",))
+
+    def receiveMsg_SymbolWoundDown(self, msg: SymbolWoundDown, sender: ActorAddress) -> None:
+        if self.cleanup is None or self.stop_detail:
+            return
+        self.stop_detail = wind_down_summary(msg, self.settings.give_up_mode)
+        self._stop(self.cleanup)
 
     def _finish_stop(self, detail: str) -> None:
         if self.tree_state == TreeState.STOPPED:
             return
         self.tree_state = tree_transition(self.tree_state, TreeState.STOPPED)
         reason = f"{self.give_up_reason}; {detail}"
-        log("SYMBOL_STOPPED", f"{self.symbol} stopped trading: {reason}", level="ERROR",
+        log("SYMBOL_STOPPED", f"{self.symbol} stopped trading: {reason}", level="CRITICAL",
             symbol=self.symbol, reason=reason)
         if self.parent is not None:
             self.send(self.parent, SymbolStopped(symbol=self.symbol, reason=reason))

@@ -143,6 +143,7 @@ class SupervisorSettings(msgspec.Struct, frozen=True, kw_only=True):
     start_timeout_s: float = 30.0
     status_interval_s: float = 60.0
     shutdown_timeout_s: float = 30.0
+    give_up_mode: str = "flatten"
     log_level: str = "INFO"
     multiprocess: bool = True
 
@@ -158,6 +159,7 @@ class SupervisorSettings(msgspec.Struct, frozen=True, kw_only=True):
             "start_timeout_s": max(30.0, s.heartbeat_timeout_s),
             "status_interval_s": s.status_interval_s,
             "shutdown_timeout_s": s.shutdown_timeout_s, "log_level": log_level,
+            "give_up_mode": s.give_up_mode,
         }
         base.update(overrides)
         return cls(**base)

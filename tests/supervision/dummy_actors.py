@@ -3,7 +3,9 @@
 
 * ``<symbol>.<role>.crash_on_start``: the process exits (``os._exit``) during every start;
 * ``<symbol>.<role>.hang``: the next Heartbeat hangs the actor (the marker is consumed first);
-* the gateway writes ``<symbol>.cancel_all`` when it receives ``CancelAllOrders``;
+* the gateway writes ``<symbol>.wind_down`` (the reason) when it receives ``WindDownSymbol``
+  and answers ``SymbolWoundDown`` (a position of 1 closed) unless ``<symbol>.wind_down.noack``
+  exists;
 * every actor writes ``<symbol>.<role>.stop.<mode>`` when it receives ``StopTrading``; the order
   actor answers ``TradingStopped`` unless ``<symbol>.order.noack.<mode>`` exists.
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +27,13 @@ from thespian.actors import ActorAddress
 from actors.base import GridActor
 from models.enums import TradingState
 from models.messages import (
-    CancelAllOrders,
     Heartbeat,
     ResumeTrading,
     StopTrading,
+    SymbolWoundDown,
     TradingStateChanged,
     TradingStopped,
+    WindDownSymbol,
 )
 
 
@@ -52,8 +56,9 @@ class _Dummy(GridActor):
             self.starts = int(json.loads(blob)["starts"])
 
     def on_start(self) -> None:
-        assert self.store is not None
-        self.ctl = self.store.path.parent / "ctl"
+        self.ctl = self.state_dir_path / "ctl"
+        if self.wind_down_only:
+            return
         if self._marker("crash_on_start").exists():
             os._exit(3)
         self.starts += 1
@@ -79,8 +84,13 @@ class _Dummy(GridActor):
 class DummyGateway(_Dummy):
     role = "gateway"
 
-    def receiveMsg_CancelAllOrders(self, msg: CancelAllOrders, sender: ActorAddress) -> None:
-        (self.ctl / f"{self.symbol}.cancel_all").write_text(msg.reason)
+    def receiveMsg_WindDownSymbol(self, msg: WindDownSymbol, sender: ActorAddress) -> None:
+        assert self.wind_down_only and self.store is None
+        (self.ctl / f"{self.symbol}.wind_down").write_text(f"{msg.mode} {msg.reason}")
+        if not (self.ctl / f"{self.symbol}.wind_down.noack").exists():
+            self.send(self.peers["supervisor"], SymbolWoundDown(
+                symbol=self.symbol, orders_cancelled=True, open_orders_left=0,
+                position_before=Decimal(1), position_after=Decimal(0)))
 
 
 class DummyOrder(_Dummy):
