@@ -20,20 +20,22 @@ from __future__ import annotations
 
 import os
 import pickle
+import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from loguru import logger
 from thespian.actors import ActorAddress, ActorExitRequest, ActorTypeDispatcher
 
 from infra.clock import install_message_sources
-from infra.logs import configure_actor_logging
-from infra.store import Mirror, StateStore
+from infra.logs import configure_actor_logging, log_event
+from infra.store import Mirror, SnapshotCorruptError, StateStore, StateStoreError
 from models.config import Config, config_from_json
 from models.messages import (
+    ActorFailing,
     ActorReady,
-    ActorStartFailed,
     Heartbeat,
     HeartbeatAck,
     Message,
@@ -57,6 +59,13 @@ def pack_address(addr: ActorAddress) -> bytes:
 def unpack_address(data: bytes) -> ActorAddress:
     """Inverse of ``pack_address`` (only ever applied to bytes from our own supervisor)."""
     return pickle.loads(data)  # noqa: S301 - bytes come from our own supervisor
+
+
+T = TypeVar("T")
+
+
+class StoreWriteFailed(RuntimeError):
+    """A state write failed: the handler stops here (nothing is sent on unsaved state)."""
 
 
 class GridActor(ActorTypeDispatcher):
@@ -105,7 +114,7 @@ class GridActor(ActorTypeDispatcher):
         if not msg.wind_down_only:  # a wind-down gateway needs no state (the store may be bad)
             try:
                 self.store = self.open_store(self.state_dir_path)
-                snap = self.store.load_snapshot(self.actor_name)
+                snap = self._load_snapshot(self.store)
                 self.restore(snap[1] if snap else None)
             except Exception as e:
                 self._start_failed(sender, f"cannot restore from the state store: "
@@ -116,6 +125,19 @@ class GridActor(ActorTypeDispatcher):
         self.started = True
         self.send(sender, ActorReady(symbol=self.symbol, actor_name=self.actor_name,
                                      restore_ms=self.restore_ms, pid=os.getpid()))
+
+    def _load_snapshot(self, store: StateStore) -> tuple[int, bytes, float] | None:
+        """The actor's snapshot; one whose bytes fail their checksum is never decoded: it is
+        moved to the journal, SNAPSHOT_DISCARDED is logged, and the actor starts from an empty
+        state (the OMS then rebuilds from the exchange: open orders, position, trades)."""
+        try:
+            return store.load_snapshot(self.actor_name)
+        except SnapshotCorruptError as e:
+            store.discard_snapshot(self.actor_name, e.detail)
+            log_event("SNAPSHOT_DISCARDED", f"{self.symbol} {self.actor_name}: {e}; starting "
+                      "from an empty state and the exchange's", level="ERROR",
+                      symbol=self.symbol, actor=self.actor_name, reason=e.detail)
+            return None
 
     def _start_failed(self, sender: ActorAddress, reason: str) -> None:
         """A start that cannot succeed: drop the store untouched (nothing may be written over
@@ -130,7 +152,7 @@ class GridActor(ActorTypeDispatcher):
             self.store = None
         if not self.multiprocess:
             raise RuntimeError(f"{self.symbol} {self.actor_name} could not start: {reason}")
-        self.send(sender, ActorStartFailed(symbol=self.symbol, actor_name=self.actor_name,
+        self.send(sender, ActorFailing(symbol=self.symbol, actor_name=self.actor_name,
                                            reason=reason, pid=os.getpid()))
 
     def receiveMsg_Wire(self, msg: Wire, sender: ActorAddress) -> None:
@@ -179,10 +201,28 @@ class GridActor(ActorTypeDispatcher):
     def persist(self, outbox: tuple[tuple[str, str, bytes], ...] = ()) -> list[int]:
         """Write this actor's snapshot and ``outbox`` entries in one transaction."""
         assert self.store is not None, "persist() before StartActor"
-        ids = self.store.save_snapshot(self.actor_name, SNAPSHOT_VERSION, self.snapshot(), outbox,
-                                       mirror=self.mirror())
+        store = self.store
+        ids = self.write_state(lambda: store.save_snapshot(
+            self.actor_name, SNAPSHOT_VERSION, self.snapshot(), outbox, mirror=self.mirror()))
         self.last_snapshot_at = time.time()
         return ids
+
+    def write_state(self, write: Callable[[], T]) -> T:
+        """Run a store write. If it fails (missing table, I/O error, disk full) the actor
+        must not act on state the database does not hold: the supervisor is told to remove
+        it at once (it restarts from the last good snapshot and the OMS re-applies the fills
+        from the exchange), and ``StoreWriteFailed`` aborts the handler before it sends."""
+        try:
+            return write()
+        except (sqlite3.Error, StateStoreError, OSError) as e:
+            reason = f"{type(e).__name__}: {e}"
+            if self.multiprocess and self.parent is not None:
+                self.send(self.parent, ActorFailing(symbol=self.symbol,
+                                                    actor_name=self.actor_name,
+                                                    reason=f"state write failed: {reason}",
+                                                    pid=os.getpid()))
+            raise StoreWriteFailed(f"{self.symbol} {self.actor_name}: state write failed: "
+                                   f"{reason}") from e
 
     # -- hooks for subclasses -------------------------------------------------------------------
     def snapshot(self) -> bytes:

@@ -95,9 +95,10 @@ class OrderActor(GridActor):
 
     def persist_with(self, fx: Effects) -> None:
         assert self.store is not None
-        self.store.save_snapshot(self.actor_name, 1, self.snapshot(), fx.outbox,
-                                 orders=[order_row(r) for r in fx.orders], fills=fx.fills,
-                                 done_refs=fx.done_refs)
+        store = self.store
+        self.write_state(lambda: store.save_snapshot(
+            self.actor_name, 1, self.snapshot(), fx.outbox,
+            orders=[order_row(r) for r in fx.orders], fills=fx.fills, done_refs=fx.done_refs))
         self.last_snapshot_at = time.time()
 
     # -- commands -----------------------------------------------------------------------------

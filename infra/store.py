@@ -22,13 +22,19 @@ Tables (plan Appendix B, extended):
 * ``schema_version`` for forward migrations.
 
 A snapshot and its outbox entries commit in one transaction (``save_snapshot(..., outbox=...)``).
-At open, an existing file is checked read-only (``PRAGMA quick_check`` / ``integrity_check``);
-a corrupt or non-SQLite file raises ``CorruptStateError`` and is never modified.
+At open, an existing file is checked read-only (``PRAGMA quick_check`` / ``integrity_check``,
+then its schema: every table, column and index of its version; see ``schema_problems``); a
+corrupt, incomplete or non-SQLite file raises ``CorruptStateError`` and is never modified.
+Every snapshot and journal row carries a checksum (``record_checksum``, BLAKE2b-64) verified on
+load: a snapshot that fails raises ``SnapshotCorruptError`` and is never decoded; a pending
+outbox row that fails is never acted on.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
 import json
 import sqlite3
 import time
@@ -61,6 +67,15 @@ class CorruptStateError(StateStoreError):
 
 class SchemaTooNewError(StateStoreError):
     """The file was written by a newer gridbot (its schema version is unknown here)."""
+
+
+class SnapshotCorruptError(StateStoreError):
+    """A snapshot's bytes do not match its checksum: it must not be decoded into state."""
+
+    def __init__(self, path: Path, actor: str, detail: str) -> None:
+        super().__init__(f"{path}: snapshot of {actor} {detail}")
+        self.actor = actor
+        self.detail = detail
 
 
 def _now() -> float:
@@ -131,8 +146,62 @@ MIGRATIONS: list[Sequence[str]] = [
         "CREATE INDEX journal_pending ON journal(actor, status)",
         "CREATE INDEX journal_ref ON journal(ref)",
     ),
+    (  # v2: a checksum on every snapshot and journal record (existing rows: see _backfill)
+        "ALTER TABLE snapshots ADD COLUMN checksum TEXT",
+        "ALTER TABLE journal ADD COLUMN checksum TEXT",
+    ),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def record_checksum(*parts: str | int | bytes | None) -> str:
+    """BLAKE2b-64 of a record's fields (hex): written with the record, verified on load."""
+    h = hashlib.blake2b(digest_size=8)
+    for part in parts:
+        b = part if isinstance(part, bytes) else b"" if part is None else str(part).encode()
+        h.update(len(b).to_bytes(8, "little"))
+        h.update(b)
+    return h.hexdigest()
+
+
+@functools.lru_cache(maxsize=1)
+def expected_schema() -> dict[str, tuple[str, ...]]:
+    """Every table (its columns, in order) and index the migrations create: ``{name: cols}``,
+    indexes as ``index:NAME``."""
+    conn = sqlite3.connect(":memory:")
+    try:
+        for stmts in MIGRATIONS:
+            for stmt in stmts:
+                conn.execute(stmt)
+        return _schema_of(conn)
+    finally:
+        conn.close()
+
+
+def _schema_of(conn: sqlite3.Connection) -> dict[str, tuple[str, ...]]:
+    out: dict[str, tuple[str, ...]] = {}
+    for kind, name in conn.execute("SELECT type, name FROM sqlite_master WHERE type IN "
+                                   "('table', 'index') AND name NOT LIKE 'sqlite_%'"):
+        if kind == "table":
+            out[name] = tuple(r[1] for r in conn.execute(f"PRAGMA table_info('{name}')"))
+        else:
+            out[f"index:{name}"] = ()
+    return out
+
+
+def schema_problems(conn: sqlite3.Connection) -> list[str]:
+    """What the file lacks of the schema this gridbot uses (tables, columns, indexes)."""
+    have = _schema_of(conn)
+    problems: list[str] = []
+    for name, cols in expected_schema().items():
+        if name not in have:
+            what = f"index {name[6:]}" if name.startswith("index:") else f"table {name}"
+            problems.append(f"{what} is missing")
+            continue
+        missing = [c for c in cols if c not in have[name]]
+        if missing:
+            problems.append(f"table {name} lacks column(s) {', '.join(missing)}")
+    return problems
 
 
 def check_database_file(path: Path, full: bool = False) -> None:
@@ -160,13 +229,48 @@ def check_database_file(path: Path, full: bool = False) -> None:
         try:
             rows = conn.execute(f"PRAGMA {pragma}").fetchall()
             conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            problems = [r[0] for r in rows if r and r[0] != "ok"]
+            if not problems:
+                problems = _version_and_schema_problems(conn)
         finally:
             conn.close()
     except sqlite3.DatabaseError as e:
         raise CorruptStateError(path, f"{pragma} failed: {e}") from e
-    problems = [r[0] for r in rows if r and r[0] != "ok"]
     if problems:
-        raise CorruptStateError(path, f"{pragma}: " + "; ".join(problems[:5]))
+        raise CorruptStateError(path, "; ".join(problems[:5]))
+
+
+def _version_and_schema_problems(conn: sqlite3.Connection) -> list[str]:
+    """A file that has a schema version must have every table, column and index of it (and
+    of later versions, which the bot's migration adds); an empty file (no tables) is fine."""
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    if not tables:
+        return []
+    if "schema_version" not in tables:
+        return ["table schema_version is missing"]
+    row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
+    version = int(row[0] or 0)
+    if version > SCHEMA_VERSION:
+        raise SchemaTooNewError(f"schema version {version} is newer than this gridbot "
+                                f"supports ({SCHEMA_VERSION}); upgrade gridbot")
+    if version < 1:
+        return [f"schema version {version} with tables present"]
+    if version == SCHEMA_VERSION:
+        return schema_problems(conn)
+    # older file: the tables of its own version must be there (newer columns come by migration)
+    ref = sqlite3.connect(":memory:")
+    try:
+        for stmts in MIGRATIONS[:version]:
+            for stmt in stmts:
+                ref.execute(stmt)
+        want = _schema_of(ref)
+    finally:
+        ref.close()
+    have = _schema_of(conn)
+    return [f"{'index ' + n[6:] if n.startswith('index:') else 'table ' + n} is missing"
+            for n in want if n not in have] + [
+            f"table {n} lacks column(s) {', '.join(c for c in cols if c not in have[n])}"
+            for n, cols in want.items() if n in have and any(c not in have[n] for c in cols)]
 
 
 @dataclass(frozen=True)
@@ -248,10 +352,27 @@ class StateStore:
             for version in range(current, SCHEMA_VERSION):
                 for stmt in MIGRATIONS[version]:
                     self._conn.execute(stmt)
+                if version + 1 == 2:
+                    self._backfill_checksums()
                 self._conn.execute(
                     "INSERT INTO schema_version(version, applied_at) VALUES (?, ?)",
                     (version + 1, _now()),
                 )
+            problems = schema_problems(self._conn)
+            if problems:
+                raise CorruptStateError(self.path, "; ".join(problems[:5]))
+
+    def _backfill_checksums(self) -> None:
+        """v1 → v2: the rows written before checksums existed get theirs (trusted as they
+        passed the integrity check)."""
+        for actor, version, blob in self._conn.execute(
+                "SELECT actor, version, blob FROM snapshots").fetchall():
+            self._conn.execute("UPDATE snapshots SET checksum = ? WHERE actor = ?",
+                               (record_checksum(actor, version, bytes(blob)), actor))
+        for rid, actor, kind, ref, payload in self._conn.execute(
+                "SELECT id, actor, kind, ref, payload FROM journal").fetchall():
+            self._conn.execute("UPDATE journal SET checksum = ? WHERE id = ?",
+                               (record_checksum(actor, kind, ref, payload), rid))
 
     # -- snapshots + outbox -----------------------------------------------------------------
     def save_snapshot(
@@ -286,10 +407,11 @@ class StateStore:
                                    "WHERE actor = ? AND ref = ? AND status = 'pending'",
                                    (now, actor, ref))
             self._conn.execute(
-                "INSERT INTO snapshots(actor, version, blob, updated_at) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT(actor) DO UPDATE SET version=excluded.version, blob=excluded.blob, "
-                "updated_at=excluded.updated_at",
-                (actor, version, blob, _now()),
+                "INSERT INTO snapshots(actor, version, blob, updated_at, checksum) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT(actor) DO UPDATE SET "
+                "version=excluded.version, blob=excluded.blob, updated_at=excluded.updated_at, "
+                "checksum=excluded.checksum",
+                (actor, version, blob, _now(), record_checksum(actor, version, blob)),
             )
             if mirror is not None:
                 self._write_mirror(mirror)
@@ -297,9 +419,10 @@ class StateStore:
                 _between()
             for kind, ref, payload in outbox:
                 cur = self._conn.execute(
-                    "INSERT INTO journal(actor, kind, ref, payload, status, created_at) "
-                    "VALUES (?, ?, ?, ?, 'pending', ?)",
-                    (actor, kind, ref, payload, _now()),
+                    "INSERT INTO journal(actor, kind, ref, payload, status, created_at, "
+                    "checksum) VALUES (?, ?, ?, ?, 'pending', ?, ?)",
+                    (actor, kind, ref, payload, _now(),
+                     record_checksum(actor, kind, ref, payload)),
                 )
                 ids.append(int(cur.lastrowid))
         return ids
@@ -313,11 +436,33 @@ class StateStore:
             self.set_app_state(key, value)
 
     def load_snapshot(self, actor: str) -> tuple[int, bytes, float] | None:
-        """``(version, blob, updated_at)`` of ``actor``'s snapshot, or None."""
+        """``(version, blob, updated_at)`` of ``actor``'s snapshot, or None. Raises
+        ``SnapshotCorruptError`` when the bytes do not match the stored checksum."""
         row = self._conn.execute(
-            "SELECT version, blob, updated_at FROM snapshots WHERE actor = ?", (actor,)
-        ).fetchone()
-        return (int(row[0]), bytes(row[1]), float(row[2])) if row else None
+            "SELECT version, blob, updated_at, checksum FROM snapshots WHERE actor = ?",
+            (actor,)).fetchone()
+        if not row:
+            return None
+        version, blob = int(row[0]), bytes(row[1])
+        if row[3] != record_checksum(actor, version, blob):
+            raise SnapshotCorruptError(self.path, actor,
+                                       "has no checksum" if row[3] is None else
+                                       "does not match its checksum (damaged bytes)")
+        return version, blob, float(row[2])
+
+    def discard_snapshot(self, actor: str, reason: str) -> None:
+        """Move ``actor``'s unusable snapshot into the journal (kind ``snapshot_discarded``,
+        the raw bytes kept for forensics) so the next save starts from a clean state."""
+        with self.transaction():
+            row = self._conn.execute("SELECT blob FROM snapshots WHERE actor = ?",
+                                     (actor,)).fetchone()
+            payload = bytes(row[0]) if row else b""
+            self._conn.execute(
+                "INSERT INTO journal(actor, kind, ref, payload, status, created_at, done_at, "
+                "checksum) VALUES (?, 'snapshot_discarded', ?, ?, 'done', ?, ?, ?)",
+                (actor, reason[:500], payload, _now(), _now(),
+                 record_checksum(actor, "snapshot_discarded", reason[:500], payload)))
+            self._conn.execute("DELETE FROM snapshots WHERE actor = ?", (actor,))
 
     def snapshot_ages(self) -> dict[str, float]:
         """Seconds since each actor's last snapshot."""
@@ -329,17 +474,28 @@ class StateStore:
         """Append one journal row (an event already acted on, unless ``status='pending'``)."""
         with self.transaction():
             cur = self._conn.execute(
-                "INSERT INTO journal(actor, kind, ref, payload, status, created_at, done_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (actor, kind, ref, payload, status, _now(), _now() if status != "pending" else None),
+                "INSERT INTO journal(actor, kind, ref, payload, status, created_at, done_at, "
+                "checksum) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (actor, kind, ref, payload, status, _now(),
+                 _now() if status != "pending" else None,
+                 record_checksum(actor, kind, ref, payload)),
             )
         return int(cur.lastrowid)
 
     def pending_outbox(self, actor: str) -> list[dict[str, Any]]:
-        """Outbox entries of ``actor`` not yet confirmed, oldest first."""
-        return list(self.db.query(
-            "SELECT id, kind, ref, payload, created_at FROM journal "
+        """Outbox entries of ``actor`` not yet confirmed, oldest first. An entry whose bytes
+        do not match its checksum is never returned (it must not be acted on): it is marked
+        ``corrupt`` and left in the journal (reconciliation with the exchange covers it)."""
+        rows = list(self.db.query(
+            "SELECT id, kind, ref, payload, created_at, checksum FROM journal "
             "WHERE actor = ? AND status = 'pending' ORDER BY id", [actor]))
+        good = []
+        for r in rows:
+            if r.pop("checksum") == record_checksum(actor, r["kind"], r["ref"], r["payload"]):
+                good.append(r)
+            else:
+                self.complete_outbox(int(r["id"]), "corrupt")
+        return good
 
     def complete_outbox(self, entry_id: int, status: str = "done") -> None:
         """Mark an outbox entry done (or ``failed``/``unknown``); the row itself stays."""

@@ -657,8 +657,9 @@ class ActorReady(Message, frozen=True, kw_only=True):
     pid: int = 0
 
 
-class ActorStartFailed(Message, frozen=True, kw_only=True):
-    """A child cannot start (e.g. its state cannot be restored): remove it, count a failure."""
+class ActorFailing(Message, frozen=True, kw_only=True):
+    """A child cannot go on (its state cannot be restored or written): remove it now and
+    count a failure (it restarts from its last good snapshot and reconciles)."""
 
     actor_name: str
     reason: str
@@ -752,7 +753,7 @@ AnyMessage = Union[  # noqa: UP007 - msgspec needs a runtime Union of the tagged
     ReserveExposure, ReleaseExposure, ExposureReserved, ExposureDenied, PositionReported,
     EquityUpdated, DrawdownLevelChanged, TradingStateChanged, HaltTrading, ResumeTrading,
     TradeClosed, StrategyValuesComputed,
-    StartActor, Wire, ActorReady, ActorStartFailed, Heartbeat, HeartbeatAck, ActorRestarted, SymbolStopped,
+    StartActor, Wire, ActorReady, ActorFailing, Heartbeat, HeartbeatAck, ActorRestarted, SymbolStopped,
     WindDownSymbol, SymbolWoundDown,
     StopTrading, TradingStopped, StatusRequested, StatusReported,
 ]

@@ -36,8 +36,8 @@ from thespian.actors import (
 from actors.base import pack_address
 from infra.logs import configure_actor_logging, log_event
 from models.messages import (
+    ActorFailing,
     ActorReady,
-    ActorStartFailed,
     Heartbeat,
     HeartbeatAck,
     StartActor,
@@ -273,14 +273,18 @@ class Supervisor(ActorTypeDispatcher):
         self.hb.track(child.name, now_s())
         self.on_child_ready(child, msg)
 
-    def receiveMsg_ActorStartFailed(self, msg: ActorStartFailed, sender: ActorAddress) -> None:
+    def receiveMsg_ActorFailing(self, msg: ActorFailing, sender: ActorAddress) -> None:
         child = self._find(sender)
-        if child is None or child.state != ChildState.STARTING:
+        if child is None or child.state not in (ChildState.STARTING, ChildState.RUNNING):
             return
-        child.pid = msg.pid
-        log("ACTOR_START_FAILED", f"{child.name} could not start: {msg.reason}", level="ERROR",
-            symbol=self.symbol, actor=child.name, reason=msg.reason, actor_pid=msg.pid)
-        self._kill(child, f"start failed: {msg.reason}")
+        child.pid = msg.pid or child.pid
+        starting = child.state == ChildState.STARTING
+        event, what = (("ACTOR_START_FAILED", "could not start") if starting else
+                       ("STORE_WRITE_FAILED", "cannot write its state"))
+        log(event, f"{child.name} {what}: {msg.reason}",
+            level="ERROR" if starting else "CRITICAL", symbol=self.symbol, actor=child.name,
+            reason=msg.reason, actor_pid=msg.pid)
+        self._kill(child, f"{what}: {msg.reason}")
 
     def receiveMsg_HeartbeatAck(self, msg: HeartbeatAck, sender: ActorAddress) -> None:
         child = self._find(sender)

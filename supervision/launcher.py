@@ -119,17 +119,18 @@ def bot_is_running(state_dir: Path) -> dict[str, Any] | None:
 
 
 def check_state_files(state_dir: Path) -> list[str]:
-    """Errors for every corrupt state DB in ``state_dir`` (files are opened read-only)."""
+    """Errors for every corrupt or incomplete state DB in ``state_dir`` (``integrity_check``
+    and the schema of its version; files are opened read-only)."""
 
     errors: list[str] = []
     if not state_dir.exists():
         return errors
     for db in sorted(state_dir.glob("*.db")):
         try:
-            check_database_file(db)
+            check_database_file(db, full=True)
         except CorruptStateError as e:
             errors.append(str(e))
-        except StateStoreError as e:  # pragma: no cover - defensive
+        except StateStoreError as e:  # e.g. a schema newer than this gridbot
             errors.append(f"{db}: {e}")
     return errors
 
