@@ -282,7 +282,10 @@ def validate_config(cfg: Config) -> list[str]:
                                            "shutdown_timeout_s"))
     if s.heartbeat_timeout_s <= s.heartbeat_interval_s:
         errs.append("$.supervision.heartbeat_timeout_s: must exceed heartbeat_interval_s")
-    if s.bind_host not in ("127.0.0.1", "localhost", "::1") and not s.allow_remote:
+    if s.bind_host in ("0.0.0.0", "", "::", "*"):
+        errs.append(f"$.supervision.bind_host: {s.bind_host!r} binds every interface; name the "
+                    "one private address to bind (allow_remote never allows a wildcard)")
+    elif s.bind_host not in ("127.0.0.1", "localhost", "::1") and not s.allow_remote:
         errs.append("$.supervision.bind_host: binding beyond loopback exposes the actor system "
                     "(it unpickles what it receives); set allow_remote=true only on a private, "
                     "firewalled network")

@@ -356,6 +356,10 @@ def run_bot(args: argparse.Namespace) -> int:
     log_dir = Path(getattr(args, "log_dir", None) or cfg.log_dir)
     sup = cfg.supervision
     guard_transport(sup.bind_host, sup.allow_remote)  # before anything starts
+    if not netsec.is_loopback(sup.bind_host):
+        print(f"gridbot run: WARNING: the actor system listens on {sup.bind_host} "
+              "(allow_remote): any host that can reach that address can run code as this bot; "
+              "only on a private, firewalled network", file=sys.stderr)
     try:
         # one bot per state dir, decided atomically before anything starts (bot.json below is
         # written only once the tree is up: two launchers started together both miss it)

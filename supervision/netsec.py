@@ -10,9 +10,15 @@ names this takes live in ``supervision.thespian_compat``). Call it *before* the 
 starts: thespian forks the admin and every actor from this process, so they inherit the patch
 and the environment.
 
+Binding loopback keeps other machines out, not other users of this one: ``install()`` also has
+every accepted connection vetted before thespian unpickles anything from it (``peer_refusal``):
+a connection from this machine is admitted only when the peer socket belongs to this process's
+uid (read from ``/proc/net/tcp``/``tcp6``), so another local user can neither run code in the
+bot nor stop, resume or query it through the actor transport (the state dir is 0700 too).
+
 Joining actor systems across hosts (``allow_remote=true`` with a private ``bind_host``) is opt-in;
-even then the transport is unauthenticated pickle: only on a private network/VPN with a firewall
-that admits the peer hosts alone.
+connections from other hosts are then admitted without authentication (the transport is
+pickle): only on a private network/VPN with a firewall that admits the peer hosts alone.
 
 The helpers ``listening_sockets(pid)``, ``proc_stat(pid)``, ``session_pids(sid)`` and
 ``children_of(pid)`` (psutil) let tests and the launcher check every listener and find leftover
@@ -49,23 +55,84 @@ def install(bind_host: str = "127.0.0.1", allow_remote: bool = False) -> str:
     """
     if bind_host == "localhost":
         bind_host = "127.0.0.1"
+    if bind_host in ("0.0.0.0", "", "::", "*"):
+        raise InsecureBindingRefused(
+            f"bind_host {bind_host!r} binds every interface; name the one private address to "
+            "bind (allow_remote never allows a wildcard)")
     if not is_loopback(bind_host) and not allow_remote:
         raise InsecureBindingRefused(
             f"bind_host {bind_host!r} is not loopback; set supervision.allow_remote=true only on "
             "a private, firewalled network (the actor transport unpickles what it receives)")
     thespian_compat.check()
-    if bind_host not in ("0.0.0.0", "", "::"):
-        thespian_compat.base_ipaddr(bind_host)
-        thespian_compat.add_local_addr(bind_host)
+    thespian_compat.base_ipaddr(bind_host)
+    thespian_compat.add_local_addr(bind_host)
     thespian_compat.bind_external_to(bind_host)
+    _guard["uid"], _guard["remote"] = os.getuid(), allow_remote
+    thespian_compat.guard_accept(_vet)
     if is_loopback(bind_host) and thespian_compat.external_binding() != (bind_host, bind_host):
         raise RuntimeError(f"thespian sockets would not bind {bind_host}: "
                            f"{thespian_compat.external_binding()} (see supervision/netsec.py)")
     return bind_host
 
 
+_guard: dict[str, object] = {"uid": None, "remote": False}
+
+
+def _vet(sock: socket.socket) -> str | None:
+    try:
+        peer, local = sock.getpeername(), sock.getsockname()
+    except OSError as e:
+        return f"connection refused: no peer address ({e})"
+    return peer_refusal(peer, local, int(_guard["uid"] or 0), bool(_guard["remote"]))
+
+
+def _proc_net_text(ipv6: bool) -> str:
+    try:
+        with open("/proc/net/tcp6" if ipv6 else "/proc/net/tcp") as fh:
+            return fh.read()
+    except OSError:
+        return ""
+
+
+def _hex_addr(host: str, port: int) -> str:
+    """``host:port`` as /proc/net/tcp{,6} prints it (addresses in host byte order words)."""
+    packed = socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host)
+    words = [packed[i:i + 4] for i in range(0, len(packed), 4)]
+    return "".join(w[::-1].hex().upper() for w in words) + f":{port:04X}"
+
+
+def socket_owner(text: str, local: tuple, remote: tuple) -> int | None:
+    """The uid owning the TCP socket whose local end is ``local`` and remote end ``remote``
+    in a /proc/net/tcp{,6} listing (None when there is no such socket)."""
+    want_l, want_r = _hex_addr(local[0], local[1]), _hex_addr(remote[0], remote[1])
+    for line in text.splitlines()[1:]:
+        f = line.split()
+        if len(f) > 7 and f[1] == want_l and f[2] == want_r:
+            return int(f[7])
+    return None
+
+
+def peer_refusal(peer: tuple, local: tuple, uid: int, allow_remote: bool,
+                 proc_text: str | None = None) -> str | None:
+    """Why a connection from ``peer`` to our ``local`` end must be refused, or None.
+
+    A peer socket on this machine must belong to ``uid``; a peer from another host is
+    admitted only with ``allow_remote``. ``proc_text`` (tests): the /proc/net listing."""
+    text = proc_text if proc_text is not None else _proc_net_text(":" in peer[0])
+    owner = socket_owner(text, peer, local)
+    if owner is not None:
+        return None if owner == uid else (f"connection from {peer[0]}:{peer[1]} refused: "
+                                          f"its socket belongs to uid {owner}, not {uid}")
+    if is_loopback(peer[0]) or peer[0] == local[0]:
+        return f"connection from {peer[0]}:{peer[1]} refused: its owner cannot be verified"
+    if allow_remote:
+        return None
+    return f"connection from {peer[0]}:{peer[1]} refused: remote peers need allow_remote"
+
+
 def uninstall() -> None:
     """Undo ``install()`` (tests only)."""
+    thespian_compat.guard_accept(None)
     thespian_compat.unbind()
     thespian_compat.base_ipaddr(None)
 

@@ -10,7 +10,12 @@ The bot needs three things thespian's public API does not offer:
 * **the TCP port of an actor address** (``ActorAddress.addressDetails.sockname``), so a
   supervisor can find the pid of a child that never reported one (``address_port``);
 * **probing what an external address binds** (``external_binding``), so the patch can be
-  verified after installing it and by the tests.
+  verified after installing it and by the tests;
+* **vetting each accepted connection before thespian reads from it** (``guard_accept``):
+  thespian 4.0.1's ``TCPTransport._acceptNewIncoming`` accepts through
+  ``TCPTransport.new_socket(self.socket.accept)``; the wrapper runs a check on the new socket
+  and, when the check refuses, closes it unread and hands thespian an already-ended
+  connection in its place — nothing is unpickled from a refused peer.
 
 ``check()`` verifies that the names and signatures these rely on are there and raises
 ``ThespianCompatError`` naming the installed and the expected thespian version otherwise;
@@ -23,6 +28,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import socket
 from collections.abc import Callable
 from importlib import metadata
 from typing import Any
@@ -38,7 +44,8 @@ BASE_IPADDR_ENV = "THESPIAN_BASE_IPADDR"
 #: Parameters of the private constructors we wrap or call, as thespian 4.0.1 has them.
 _IP_INIT_PARAMS = ("self", "af", "socktype", "proto", "baseaddr", "port", "external")
 _TCP4_INIT_PARAMS = ("self", "initialIPAddr", "initialIPPort", "external")
-_state: dict[str, Any] = {"orig": None, "host": None}
+_NEW_SOCKET_PARAMS = ("self", "op", "args", "kw")
+_state: dict[str, Any] = {"orig": None, "host": None, "accept_orig": None, "accept_check": None}
 
 
 class ThespianCompatError(RuntimeError):
@@ -97,6 +104,70 @@ def check() -> None:
             raise _incompatible(f"a TCPv4ActorAddress has no ({attr} host, port) tuple")
     if not hasattr(ActorAddress(probe), "addressDetails"):
         raise _incompatible("ActorAddress has no addressDetails")
+    tcp = _tcp_transport()
+    new_socket = _state["accept_orig"] or getattr(tcp, "new_socket", None)
+    if new_socket is None or _params(new_socket) != _NEW_SOCKET_PARAMS:
+        raise _incompatible("TCPTransport.new_socket(self, op, *args, **kw) is missing")
+    if "new_socket(self.socket.accept)" not in inspect.getsource(tcp._acceptNewIncoming):
+        raise _incompatible("TCPTransport._acceptNewIncoming no longer accepts through "
+                            "new_socket(self.socket.accept)")
+
+
+def _tcp_transport() -> Any:
+    try:
+        from thespian.system.transport.TCPTransport import TCPTransport  # private: here only
+    except ImportError as e:
+        raise _incompatible(f"no thespian.system.transport.TCPTransport ({e})") from e
+    return TCPTransport
+
+
+#: the last refusals of ``guard_accept`` in this process (tests, diagnostics)
+_refused: list[str] = []
+
+
+def _ended_connection() -> socket.socket:
+    """A connected loopback TCP socket whose peer has already closed (reads give EOF)."""
+    ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        ls.bind(("127.0.0.1", 0))
+        ls.listen(1)
+        c = socket.create_connection(ls.getsockname(), timeout=2)
+        a, _ = ls.accept()
+        c.close()
+        return a
+    finally:
+        ls.close()
+
+
+def guard_accept(check: Callable[[Any], str | None] | None) -> None:
+    """Run ``check(sock)`` on every connection a thespian TCP transport of this process (and
+    of its future forks) accepts, before anything is read from it; a returned reason closes
+    the socket and the accept fails (``PermissionError``, logged by thespian). None removes
+    the check."""
+    tcp = _tcp_transport()
+    if _state["accept_orig"] is None:
+        _state["accept_orig"] = tcp.new_socket
+    orig: Callable[..., Any] = _state["accept_orig"]
+    _state["accept_check"] = check
+
+    def new_socket(self: Any, op: Any, *args: Any, **kw: Any) -> Any:
+        result = orig(self, op, *args, **kw)
+        chk = _state["accept_check"]
+        if chk is not None and getattr(op, "__name__", "") == "accept":
+            sock, peer = result
+            reason = chk(sock)
+            if reason is not None:
+                sock.close()  # nothing was read from it
+                _refused.append(reason)
+                del _refused[:-20]
+                # a failed accept would make thespian 4.0.1 queue an UpdateWork envelope that
+                # its admin cannot handle (it crashes); hand it an already-ended connection
+                # instead, which it reads as a peer that hung up
+                return _ended_connection(), peer
+        return result
+
+    new_socket.__wrapped__ = orig  # type: ignore[attr-defined]
+    tcp.new_socket = new_socket
 
 
 def add_local_addr(host: str) -> None:

@@ -189,13 +189,15 @@ def test_field_by_field_decode_equals_msgspec() -> None:
     assert _errors(doc) == ["$.portfolio._comment: unknown key"]
 
 
-def test_remote_bind_is_opt_in() -> None:
+def test_remote_bind_is_opt_in_and_never_a_wildcard() -> None:
     doc = _default()
-    doc["supervision"]["bind_host"] = "0.0.0.0"
+    doc["supervision"]["bind_host"] = "10.0.0.5"
     assert any(e.startswith("$.supervision.bind_host") for e in _errors(doc))
     doc["supervision"]["allow_remote"] = True
     cfg, errs = parse_config(json.dumps(doc))
     assert errs == []
+    doc["supervision"]["bind_host"] = "0.0.0.0"
+    assert any("every interface" in e for e in _errors(doc))
 
 
 def test_invalid_json() -> None:

@@ -24,10 +24,56 @@ def test_unpatched_thespian_binds_all_interfaces_and_the_patch_binds_loopback() 
         netsec.install()
 
 
-def test_non_loopback_bind_requires_allow_remote() -> None:
-    with pytest.raises(netsec.InsecureBindingRefused):
-        netsec.install("0.0.0.0")
+def test_non_loopback_bind_requires_allow_remote_and_never_a_wildcard() -> None:
+    with pytest.raises(netsec.InsecureBindingRefused, match="allow_remote"):
+        netsec.install("10.1.2.3")
+    for wild in ("0.0.0.0", "", "::"):
+        with pytest.raises(netsec.InsecureBindingRefused, match="every interface"):
+            netsec.install(wild, allow_remote=True)
     assert netsec.installed_host() == "127.0.0.1"
+
+
+def _proc_line(local: str, remote: str, uid: int) -> str:
+    return (f"   0: {local} {remote} 01 00000000:00000000 00:00000000 00000000 {uid:5d}"
+            "        0 12345 1 0000000000000000 20 4 30 10 -1")
+
+
+def test_a_local_peer_of_another_uid_is_refused() -> None:
+    head = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid"
+    # the peer 127.0.0.1:40000 -> our 127.0.0.1:5000, as /proc/net/tcp prints them
+    ours, theirs = "0100007F:9C40", "0100007F:1388"
+    peer, local = ("127.0.0.1", 40000), ("127.0.0.1", 5000)
+    assert netsec.socket_owner("\n".join([head, _proc_line(ours, theirs, 1000)]),
+                               peer, local) == 1000
+    assert netsec.peer_refusal(peer, local, 1000, False,
+                               "\n".join([head, _proc_line(ours, theirs, 1000)])) is None
+    why = netsec.peer_refusal(peer, local, 0, False,
+                              "\n".join([head, _proc_line(ours, theirs, 1000)]))
+    assert why is not None and "uid 1000" in why
+    # our own accepted end (local/remote the other way round) must not be taken for the peer
+    why = netsec.peer_refusal(peer, local, 1000, False,
+                              "\n".join([head, _proc_line(theirs, ours, 1000)]))
+    assert why is not None and "cannot be verified" in why
+    # a peer from another host: only with allow_remote
+    far = ("10.0.0.9", 40000)
+    assert netsec.peer_refusal(far, ("10.0.0.5", 5000), 0, True, head) is None
+    assert "allow_remote" in (netsec.peer_refusal(far, ("10.0.0.5", 5000), 0, False, head) or "")
+
+
+def test_the_real_proc_table_names_our_uid() -> None:
+    import socket
+
+    with socket.socket() as ls:
+        ls.bind(("127.0.0.1", 0))
+        ls.listen(1)
+        with socket.create_connection(ls.getsockname()) as c:
+            a, _ = ls.accept()
+            with a:
+                assert netsec.peer_refusal(a.getpeername(), a.getsockname(), os.getuid(),
+                                           False) is None
+                assert "uid" in (netsec.peer_refusal(a.getpeername(), a.getsockname(),
+                                                     os.getuid() + 1, False) or "")
+            assert c
 
 
 def test_proc_parser_sees_a_known_listener() -> None:
