@@ -59,6 +59,12 @@ def _backtest(args: argparse.Namespace) -> int:
     return backtest_command(args)
 
 
+def _optimize(args: argparse.Namespace) -> int:
+    from backtest.optimize import optimize_command
+
+    return optimize_command(args)
+
+
 def _report(args: argparse.Namespace) -> int:
     from report.cli import report_command
 
@@ -182,6 +188,45 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--no-persist", action="store_true",
                    help="skip actor snapshot writes (the default)")
     p.set_defaults(handler=_backtest)
+
+    p = sub.add_parser(
+        "optimize", help="tune the strategy: an Optuna study scored on walk-forward test folds",
+        description="Search the parameters in the search space (conf/search_space.json) with "
+                    "Optuna, each trial scored on walk-forward test folds of pre-2026 data "
+                    "through the research fast path. Resumable: re-run the same command.")
+    p.add_argument("--study", required=True, metavar="NAME",
+                   help="study name (resumed when --out already holds it)")
+    p.add_argument("--out", type=ca.path, required=True, metavar="DIR",
+                   help="directory for study.db, trials.csv, best_config.json, optimize.html")
+    p.add_argument("--from", dest="start", type=ca.utc_time, default="2025-01-01",
+                   metavar="DATE", help="start of the span (default 2025-01-01)")
+    p.add_argument("--to", dest="end", type=ca.utc_time, default="2026-01-01", metavar="DATE",
+                   help="end, exclusive (default 2026-01-01; no later without "
+                        "--allow-out-of-sample)")
+    p.add_argument("--symbols", type=ca.symbol_list, default=("BTCUSDT", "ETHUSDT", "SOLUSDT"),
+                   metavar="SYM[,SYM...]", help="symbols (default BTCUSDT,ETHUSDT,SOLUSDT)")
+    p.add_argument("--market", choices=("spot", "futures"), default="futures",
+                   help="market (default futures)")
+    p.add_argument("--walk-forward", type=ca.walk_forward, default="30:84",
+                   metavar="TRAIN_DAYS:TEST_DAYS",
+                   help="fit on TRAIN days, score on the next TEST days, roll by TEST "
+                        "(default 30:84: four test folds in 2025)")
+    p.add_argument("--trials", type=ca.positive_int, default=100, metavar="N",
+                   help="trials in the study, resumed ones included (default 100)")
+    p.add_argument("--jobs", type=ca.positive_int, default=None, metavar="N",
+                   help="worker processes (default: one per core)")
+    p.add_argument("--seed", type=int, default=1, help="sampler seed (default 1)")
+    p.add_argument("--space", type=ca.path, default=None, metavar="FILE",
+                   help="search space JSON (default conf/search_space.json)")
+    p.add_argument("--config", type=ca.path, default=None, metavar="FILE",
+                   help="base config (default conf/default.json)")
+    p.add_argument("--objectives", default="score", metavar="LIST",
+                   help="'score' (default; TPE), or e.g. return,max_drawdown (NSGA-II)")
+    p.add_argument("--data", type=ca.path, default=None, metavar="DIR",
+                   help="data directory (default ../shared/data)")
+    p.add_argument("--allow-out-of-sample", action="store_true",
+                   help="allow a span reaching 2026 (outputs marked OUT-OF-SAMPLE)")
+    p.set_defaults(handler=_optimize)
 
     p = sub.add_parser("report", help="build the performance report from a JSON log")
     p.add_argument("logfile", type=ca.path, metavar="LOG",

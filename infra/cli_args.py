@@ -130,6 +130,18 @@ def walk_forward(text: str) -> str:
     return text.strip()
 
 
+def positive_int(text: str) -> int:
+    """A whole number >= 1."""
+
+    try:
+        v = int(text)
+    except ValueError:
+        raise _bad(f"{text!r} is not a whole number") from None
+    if v < 1:
+        raise _bad(f"{text!r}: must be at least 1")
+    return v
+
+
 def positive_decimal(text: str) -> Decimal:
     """An amount > 0 (``--balance 10000``), exact."""
     try:
