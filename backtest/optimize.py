@@ -32,6 +32,8 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import optuna
+from tqdm import tqdm
 
 from backtest.driver import run_backtest
 from backtest.feeds import check_symbols
@@ -44,6 +46,7 @@ from models.config import ConfigError, config_to_json, parse_config
 from models.enums import Market
 from models.timeframes import fmt_ms, parse_time
 from models.walkforward import WalkForwardError, parse_spec, windows
+from report.optimize_html import write_html
 
 OUT_OF_SAMPLE_MS = parse_time("2026-01-01")
 DAY_MS = 86_400_000
@@ -190,8 +193,6 @@ def _daily_returns(curves: list[list[tuple[int, float]]]) -> list[float]:
 
 def make_objective(spec: StudySpec) -> Any:
     """The Optuna objective of ``spec`` (runs in a worker process)."""
-    import optuna
-
     space = [mo.Param(**{("integer" if k == "int" else k): (tuple(v) if k == "choices" else v)
                          for k, v in p.items()}) for p in spec.space]
     cache: dict[str, Any] = {}
@@ -231,8 +232,6 @@ def make_objective(spec: StudySpec) -> Any:
 
 
 def _sampler(spec: StudySpec, worker: int) -> Any:
-    import optuna
-
     seed = spec.seed + 1000 * worker
     if len(spec.objectives) > 1:
         return optuna.samplers.NSGAIISampler(seed=seed)
@@ -241,8 +240,6 @@ def _sampler(spec: StudySpec, worker: int) -> Any:
 
 def open_study(spec: StudySpec, worker: int = 0) -> Any:
     """Create or load the study (its storage in the output directory)."""
-    import optuna
-
     storage = optuna.storages.RDBStorage(spec.storage,
                                          engine_kwargs={"connect_args": {"timeout": 120}})
     directions = (["maximize"] * len(spec.objectives))
@@ -254,16 +251,12 @@ def open_study(spec: StudySpec, worker: int = 0) -> Any:
 
 
 def _done(study: Any) -> int:
-    import optuna
-
     states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     return len(study.get_trials(deepcopy=False, states=states))
 
 
 def worker_main(spec: StudySpec, worker: int) -> None:
     """One worker process: take trials until the study has ``spec.trials`` done."""
-    import optuna
-
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     study = open_study(spec, worker)
     states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
@@ -293,8 +286,6 @@ def _check_meta(out: Path, meta: dict[str, Any]) -> None:
 
 def optimize_command(args: argparse.Namespace) -> int:
     """``python run.py optimize``: 0 ok, 2 bad input, 130 interrupted (resumable)."""
-    import optuna
-
     def say(line: str) -> None:
         print(f"gridbot optimize: {line}", file=sys.stderr, flush=True)
 
@@ -332,8 +323,6 @@ def optimize_command(args: argparse.Namespace) -> int:
 
 
 def _run_workers(spec: StudySpec, jobs: int, study: Any, done: int, say: Any) -> bool:
-    from tqdm import tqdm
-
     ctx = mp.get_context("spawn")
     procs = [ctx.Process(target=worker_main, args=(spec, w), daemon=True) for w in range(jobs)]
     for p in procs:
@@ -374,10 +363,6 @@ def _best_text(study: Any, spec: StudySpec) -> str:
 
 def _write_outputs(out: Path, spec: StudySpec, meta: dict[str, Any], study: Any, commit: str,
                    say: Any) -> None:
-    import optuna
-
-    from report.optimize_html import write_html
-
     trials = [t for t in study.get_trials(deepcopy=False)
               if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)]
     names = [p["name"] for p in spec.space]

@@ -43,6 +43,7 @@ LAZY_OK: dict[tuple[str, str], str] = {
     ("run", "exchange_sim.cli"): _CLI,
     ("run", "exchange_sim.cli_options"): "the sim's options for --help, without the server",
     ("run", "backtest.cli"): _CLI,
+    ("run", "backtest.optimize"): _CLI,
     ("run", "report.cli"): _CLI,
     ("run", "acceptance.checks"): _CLI,
     ("run", "infra.config_io"): _CLI,
